@@ -1,0 +1,39 @@
+# gankit: `make demo` trains the sagan-digits preset on the built-in digits; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch==2.13.0 (the local CPU wheel) is installed only when no torch is importable in the venv,
+# so a user's own CUDA build is kept.
+install: $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[dev]"
+
+demo: install
+	$(PY) -m gankit train --preset sagan-digits --out $(DEMO_OUT) --overwrite
+	$(PY) -m gankit sample --checkpoint $(DEMO_OUT) --num 100 --balanced --seed 0 --out $(DEMO_OUT)/demo_samples
+	@echo ""
+	@echo "Run folder:      $(DEMO_OUT)"
+	@echo "Sample grid:     $(DEMO_OUT)/demo_samples.png (raw images in $(DEMO_OUT)/demo_samples.npz)"
+	@echo "Training grids:  $(DEMO_OUT)/samples/"
+	@echo "Loss curves:     $(DEMO_OUT)/loss.png, log in $(DEMO_OUT)/metrics.csv"
+	@echo "Checkpoint:      $(DEMO_OUT)/checkpoints/last.pt, generator in $(DEMO_OUT)/generator.safetensors"
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: install
+	$(PY) benchmarks/train_step.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,64 @@
+"""``load_generator``: any gankit run folder, checkpoint or safetensors export -> a ready generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gankit.errors import UserError
+from gankit.models.base import Generator
+from gankit.models.registry import build_generator, model_config_from_dict
+from gankit.training.checkpoint import load_checkpoint, read_generator_export
+from gankit.training.run import select_device
+
+
+def _load_weights(generator: Generator, state: dict[str, torch.Tensor], source: Path) -> None:
+    own = generator.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            raise UserError(f"{source} does not match the model: tensor {key!r} is missing")
+        if state[key].shape != value.shape:
+            raise UserError(
+                f"{source} does not match the model: {key!r} has shape {tuple(state[key].shape)}, "
+                f"the model expects {tuple(value.shape)}"
+            )
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise UserError(f"{source} does not match the model: unexpected tensor {extra[0]!r}")
+    generator.load_state_dict(state)
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A run folder means its ``checkpoints/last.pt`` (or ``generator.safetensors`` when that is all it has)."""
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / "last.pt", p / "generator.safetensors"):
+            if candidate.is_file():
+                return candidate
+        raise UserError(f"{p} holds no checkpoints/last.pt or generator.safetensors; is it a gankit run folder?")
+    if not p.exists():
+        raise UserError(f"{p} does not exist; give a run folder, a .pt checkpoint or a .safetensors export")
+    return p
+
+
+def load_generator(path: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> Generator:
+    """Load an eval-mode generator from a run folder, a checkpoint (``.pt``) or an export (``.safetensors``).
+
+    ``ema=True`` takes the EMA weights (what samples and exports use); ``ema=False`` the raw trained G
+    (checkpoints only). The result is callable as ``G(z)`` / ``G(z, y)`` and has ``.z_dim``,
+    ``.num_classes`` and ``.sample(n, labels=None, generator=None)``.
+    """
+    dev = select_device(str(device)) if not isinstance(device, torch.device) else device
+    p = resolve_checkpoint_path(path)
+    if p.suffix == ".safetensors":
+        if not ema:
+            raise UserError(f"{p} holds only the EMA generator; use a checkpoint (.pt or the run folder) for --no-ema")
+        config, state, _ = read_generator_export(p)
+    else:
+        ckpt = load_checkpoint(p)
+        config = ckpt["config"]["model"]
+        state = ckpt["G_ema" if ema else "G"]
+    generator = build_generator(model_config_from_dict(config))
+    _load_weights(generator, state, p)
+    return generator.to(dev).eval().requires_grad_(False)

@@ -1,0 +1,255 @@
+"""Run configuration: presets (YAML shipped in ``gankit/configs``), user YAML, flags and ``--set`` overrides.
+
+A run config is plain data with three sections, each checked key by key:
+
+- ``model``: the family's config dataclass (``gankit.models``), e.g. ``family: sagan``;
+- ``data``: which dataset (``digits`` built in) and where;
+- ``training``: optimisers, loss, schedule of samples / logs / checkpoints, seed, device.
+
+Resolution order (later wins): preset, ``--config FILE``, flags such as ``--steps``, ``--set key=value``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gankit.errors import UserError
+from gankit.losses import LOSS_NAMES
+from gankit.models.base import ModelConfig, did_you_mean
+from gankit.models.registry import model_config_from_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    path: str | None = None
+    split: str = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    steps: int = 1_000_000
+    batch_size: int = 64
+    loss: str = "hinge"
+    gp_weight: float | None = None  # None: 10 for wgan-gp, 0 otherwise
+    drift: float = 0.0
+    g_lr: float = 1e-4
+    d_lr: float = 4e-4
+    g_betas: tuple[float, float] = (0.0, 0.9)
+    d_betas: tuple[float, float] = (0.0, 0.9)
+    n_critic: int = 1
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    sample_every: int = 100
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    seed: int = 0
+    device: str = "auto"
+    tensorboard: bool = True
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"training.{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise UserError(f"training.keep_checkpoints must be >= 0, got {self.keep_checkpoints!r}")
+        for name in ("g_lr", "d_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise UserError(f"training.{name} must be a positive number, got {value!r}")
+        for name in ("g_betas", "d_betas"):
+            value = getattr(self, name)
+            if len(value) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in value):
+                raise UserError(f"training.{name} must be two numbers in [0, 1), got {list(value)!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"training.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.loss not in LOSS_NAMES:
+            raise UserError(
+                f"training.loss {self.loss!r} is unknown{did_you_mean(self.loss, LOSS_NAMES)}; "
+                f"choose one of: {', '.join(LOSS_NAMES)}"
+            )
+        if self.gp_weight is not None and self.gp_weight < 0:
+            raise UserError(f"training.gp_weight must be >= 0, got {self.gp_weight!r}")
+        if self.drift < 0:
+            raise UserError(f"training.drift must be >= 0, got {self.drift!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    preset: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "description": self.description,
+            "model": self.model.to_dict(),
+            "data": _plain(dataclasses.asdict(self.data)),
+            "training": _plain(dataclasses.asdict(self.training)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        data = dict(data)
+        unknown = set(data) - {"preset", "description", "model", "data", "training"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise UserError(
+                f"unknown config section {key!r}{did_you_mean(key, ['model', 'data', 'training'])}; "
+                "sections are model, data, training"
+            )
+        if not isinstance(data.get("model"), dict):
+            raise UserError("the config has no 'model' section; start from a preset (gankit train --preset NAME)")
+        training = _section(TrainingConfig, data.get("training") or {}, "training")
+        training.validate()
+        return cls(
+            model=model_config_from_dict(data["model"]),
+            data=_section(DataConfig, data.get("data") or {}, "data"),
+            training=training,
+            preset=data.get("preset"),
+            description=data.get("description") or "",
+        )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _section(cls: type, values: dict[str, Any], name: str):
+    if not isinstance(values, dict):
+        raise UserError(f"config section {name!r} must be a mapping of key: value")
+    fields = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in fields:
+            raise UserError(
+                f"unknown config key {name}.{key}{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
+            )
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# ----------------------------------------------------------------------------------------------- presets
+
+
+def preset_names() -> list[str]:
+    files = resources.files("gankit.configs").iterdir()
+    return sorted(f.name[: -len(".yaml")] for f in files if f.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The preset's raw dict (with ``preset: name`` set)."""
+    names = preset_names()
+    if name not in names:
+        raise UserError(f"unknown preset {name!r}{did_you_mean(name, names)}; presets: {', '.join(names)}")
+    text = resources.files("gankit.configs").joinpath(f"{name}.yaml").read_text()
+    data = _parse_yaml(text, f"preset {name}")
+    data["preset"] = name
+    return data
+
+
+def preset_descriptions() -> dict[str, str]:
+    return {name: str(load_preset(name).get("description", "")).strip() for name in preset_names()}
+
+
+def _parse_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"{where}: invalid YAML{line}: {problem}; fix the file and retry") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping (model:, data:, training:), got {type(data).__name__}")
+    return data
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {str(p)!r} does not exist; check the path given to --config")
+    return _parse_yaml(p.read_text(), str(p))
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """``--set section.key=value`` (value parsed as YAML); a bare ``key`` is found if it is unique."""
+    if "=" not in assignment:
+        raise UserError(f"--set {assignment!r}: expected key=value, e.g. --set training.g_lr=2e-4")
+    key, raw = assignment.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    path = key.split(".")
+    if len(path) == 1:
+        owners = [s for s in ("model", "data", "training") if isinstance(data.get(s), dict) and key in _known_keys(data, s)]
+        if len(owners) != 1:
+            sections = "model, data or training"
+            raise UserError(f"--set {key}: give its section, e.g. --set training.{key}=... ({sections})")
+        path = [owners[0], key]
+    out = copy.deepcopy(data)
+    node = out
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {key}: {part!r} is not a section")
+    node[path[-1]] = value
+    return out
+
+
+def _known_keys(data: dict[str, Any], section: str) -> set[str]:
+    if section == "training":
+        return {f.name for f in dataclasses.fields(TrainingConfig)}
+    if section == "data":
+        return {f.name for f in dataclasses.fields(DataConfig)}
+    try:
+        from gankit.models.registry import get_family
+
+        return {f.name for f in dataclasses.fields(get_family(data["model"]["family"]).config)}
+    except (UserError, KeyError, TypeError):
+        return set(data.get("model", {}))
+
+
+def resolve_config(
+    preset: str | None = None,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> RunConfig:
+    """Build and validate a :class:`RunConfig` from a preset, a YAML file, flag overrides and ``--set``s."""
+    if preset is None and config_file is None:
+        raise UserError("give --preset NAME or --config FILE.yaml (gankit presets lists the presets)")
+    data: dict[str, Any] = load_preset(preset) if preset else {}
+    if config_file:
+        data = deep_merge(data, load_yaml_file(config_file))
+    if overrides:
+        data = deep_merge(data, overrides)
+    for assignment in sets or []:
+        data = apply_set(data, assignment)
+    return RunConfig.from_dict(data)

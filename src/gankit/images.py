@@ -1,0 +1,81 @@
+"""Image conversion and grids with Pillow and NumPy (no torchvision)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(B, C, H, W)`` in [-1, 1] -> ``(B, H, W, C)`` uint8 (values outside [-1, 1] are clamped for display)."""
+    x = images.detach().float().cpu().clamp(-1, 1)
+    x = ((x + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def make_grid(images: torch.Tensor, ncol: int, padding: int = 2, pad_value: int = 255) -> np.ndarray:
+    """Tile ``(B, C, H, W)`` images row-major into a ``(rows*H', ncol*W', C)`` uint8 array."""
+    arr = to_uint8(images)
+    b, h, w, c = arr.shape
+    ncol = max(1, min(ncol, b))
+    nrow = (b + ncol - 1) // ncol
+    grid = np.full((nrow * (h + padding) + padding, ncol * (w + padding) + padding, c), pad_value, np.uint8)
+    for i in range(b):
+        r, col = divmod(i, ncol)
+        y0, x0 = padding + r * (h + padding), padding + col * (w + padding)
+        grid[y0 : y0 + h, x0 : x0 + w] = arr[i]
+    return grid
+
+
+def _to_pil(arr: np.ndarray) -> Image.Image:
+    return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+
+
+def save_grid(
+    images: torch.Tensor,
+    path: str | Path,
+    ncol: int = 8,
+    *,
+    min_cell: int = 48,
+    row_labels: list[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Save a grid PNG. Small images are enlarged (nearest) to at least ``min_cell`` pixels per cell so a grid
+    of 16x16 digits is readable; ``row_labels`` (e.g. class ids) and ``title`` are drawn in a white margin."""
+    scale = max(1, -(-min_cell // images.shape[-1]))
+    grid = make_grid(images, ncol, padding=1)
+    img = _to_pil(grid).convert("RGB")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    left = 28 if row_labels else 0
+    top = 18 if title else 0
+    if left or top:
+        canvas = Image.new("RGB", (img.width + left, img.height + top), "white")
+        canvas.paste(img, (left, top))
+        draw = ImageDraw.Draw(canvas)
+        if title:
+            draw.text((left + 2, 3), title, fill="black")
+        if row_labels:
+            cell = (images.shape[-2] + 1) * scale
+            for r, label in enumerate(row_labels):
+                draw.text((3, top + r * cell + cell // 2 - 5), str(label), fill="black")
+        img = canvas
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def save_images(images: torch.Tensor, folder: str | Path, prefix: str = "") -> list[Path]:
+    """One PNG per image: ``folder/{prefix}{i:06d}.png``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, arr in enumerate(to_uint8(images)):
+        p = folder / f"{prefix}{i:06d}.png"
+        _to_pil(arr).save(p)
+        paths.append(p)
+    return paths

@@ -1,0 +1,149 @@
+"""What every model family shares: config (de)serialisation and the generator/discriminator interface.
+
+The trainer, the CLI and the loaders only use this interface: ``G(z, y)``, ``G.sample(...)``, ``D(x, y)``,
+``G.z_dim``, ``G.num_classes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from gankit.errors import UserError
+
+C = TypeVar("C", bound="ModelConfig")
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Base of the frozen per-family config dataclasses; stored as plain data in checkpoints."""
+
+    family: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Build from plain data; unknown keys are an error (a typo must never become a default)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key == "family":
+                if value != cls.family:
+                    raise UserError(f"model.family is {value!r} but this is a {cls.family!r} config")
+                continue
+            if key not in fields:
+                raise UserError(
+                    f"unknown model key {key!r} for family {cls.family!r}{did_you_mean(key, list(fields))}; "
+                    f"valid keys: {', '.join(fields)}"
+                )
+            if isinstance(value, list):
+                value = tuple(value)
+            values[key] = value
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, numbers, strings), with the family name."""
+        out: dict[str, Any] = {"family": self.family}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` on an impossible configuration."""
+
+
+def check_power_of_two(name: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int) or value < low or value > high or value & (value - 1):
+        raise UserError(f"model.{name} must be a power of two from {low} to {high}, got {value!r}")
+
+
+class Generator(nn.Module):
+    """Interface of every generator: ``forward(z (B, z_dim), y (B,) or None) -> (B, C, H, W)`` in [-1, 1]."""
+
+    config: ModelConfig
+    z_dim: int
+    num_classes: int
+    image_size: int
+    channels: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def sample_latents(
+        self, n: int, generator: torch.Generator | None = None, truncation: float | None = None
+    ) -> torch.Tensor:
+        """``(n, z_dim)`` standard normal latents; with ``truncation`` T, normal truncated to ``[-T, T]``.
+
+        Drawn on the CPU (from ``generator`` when given) so a seed gives the same latents on every device.
+        """
+        if truncation is None:
+            z = torch.randn(n, self.z_dim, generator=generator)
+        else:
+            if truncation <= 0:
+                raise UserError(f"truncation must be > 0, got {truncation}")
+            # Inverse-CDF sampling of the truncated normal: exact and one pass, unlike rejection.
+            lo = 0.5 * (1 + math.erf(-truncation / math.sqrt(2)))
+            u = torch.rand(n, self.z_dim, generator=generator, dtype=torch.float64) * (1 - 2 * lo) + lo
+            z = (torch.special.erfinv(2 * u - 1) * math.sqrt(2)).float().clamp_(-truncation, truncation)
+        return z.to(self.device)
+
+    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """``(n,)`` uniform class ids, or None for an unconditional model."""
+        if self.num_classes == 0:
+            return None
+        return torch.randint(self.num_classes, (n,), generator=generator).to(self.device)
+
+    def check_labels(self, y: torch.Tensor | None, batch: int) -> None:
+        if self.num_classes == 0:
+            if y is not None:
+                raise ValueError("this generator is unconditional: call G(z) without labels")
+            return
+        if y is None:
+            raise ValueError(f"this generator is class-conditional ({self.num_classes} classes): call G(z, y)")
+        if y.shape != (batch,):
+            raise ValueError(f"labels must have shape ({batch},), got {tuple(y.shape)}")
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | list[int] | int | None = None,
+        generator: torch.Generator | None = None,
+        truncation: float | None = None,
+    ) -> torch.Tensor:
+        """``n`` images ``(n, C, H, W)``; ``labels`` a class id, a list, ``(n,)`` tensor or None (random)."""
+        z = self.sample_latents(n, generator, truncation)
+        if self.num_classes == 0:
+            if labels is not None:
+                raise UserError("this generator is unconditional: it takes no class labels")
+            return self(z)
+        if labels is None:
+            y = self.sample_labels(n, generator)
+        else:
+            y = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+            if y.dim() == 0:
+                y = y.expand(n)
+            if y.min() < 0 or y.max() >= self.num_classes:
+                raise UserError(f"class ids must be in 0..{self.num_classes - 1}")
+        return self(z, y)
+
+
+class Discriminator(nn.Module):
+    """Interface of every discriminator: ``forward(x (B, C, H, W), y (B,) or None) -> (B,)`` logits."""
+
+    config: ModelConfig
+    num_classes: int

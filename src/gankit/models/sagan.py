@@ -1,0 +1,178 @@
+"""Self-Attention GAN (Zhang et al. 2019) with the layer layout of the reference PyTorch port.
+
+Generator: ``z -> (B, z_dim, 1, 1)``, a 4x4 transposed conv to ``(B, ch(4), 4, 4)``, then stride-2 transposed
+convs doubling the resolution up to ``S/2``, each followed by (conditional) batch norm and ReLU, with
+self-attention after the blocks whose output resolution is in ``g_attention_resolutions``; a last transposed
+conv to ``channels`` and tanh. Discriminator: stride-2 convs halving down to 4x4 with LeakyReLU(0.1), attention
+after the chosen resolutions, and a last 4x4 valid conv to one logit. Spectral norm on every conv of both
+networks except each network's last layer (as in the port). The width at resolution ``r`` is
+``conv_dim * (S / 2) / r`` (optionally capped by ``max_channels``), which for ``S = 64`` and ``conv_dim = 64``
+gives the port's 512-256-128-64.
+
+Class-conditional form (``num_classes > 0``): conditional batch norm in G and a projection discriminator
+``D(x, y) = psi(phi(x)) + <embed(y), sum_hw phi(x)>``, with ``phi(x)`` the last ``(B, ch(4), 4, 4)`` feature
+map, ``psi`` the last conv, and the projection taken on the globally sum-pooled features (Miyato & Koyama 2018).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from gankit.errors import UserError
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
+from gankit.nn import ConditionalBatchNorm2d, SelfAttention2d, maybe_spectral_norm, spectral_norm_all
+
+
+@dataclasses.dataclass(frozen=True)
+class SAGANConfig(ModelConfig):
+    """Defaults are the reference port's 64x64 CelebA model."""
+
+    family = "sagan"
+
+    image_size: int = 64
+    channels: int = 3
+    z_dim: int = 128
+    g_conv_dim: int = 64
+    d_conv_dim: int = 64
+    max_channels: int | None = None
+    g_attention_resolutions: tuple[int, ...] = (16, 32)
+    d_attention_resolutions: tuple[int, ...] = (8, 4)
+    attention_variant: str = "port"
+    attention_spectral_norm: bool = False  # the port leaves the attention convs without SN
+    num_classes: int = 0
+    g_spectral_norm: bool = True
+    d_spectral_norm: bool = True
+    sn_power_iterations: int = 1
+    d_leaky_slope: float = 0.1
+
+    def g_resolutions(self) -> list[int]:
+        """Feature-map sizes of G's blocks: 4, 8, ..., S/2."""
+        return [2**i for i in range(2, self.image_size.bit_length() - 1)]
+
+    def d_resolutions(self) -> list[int]:
+        """Feature-map sizes of D's blocks: S/2, ..., 4."""
+        return self.g_resolutions()[::-1]
+
+    def width(self, conv_dim: int, resolution: int) -> int:
+        ch = conv_dim * (self.image_size // 2) // resolution
+        return min(ch, self.max_channels) if self.max_channels else ch
+
+    def validate(self) -> None:
+        check_power_of_two("image_size", self.image_size, 16, 256)
+        if self.channels not in (1, 3):
+            raise UserError(f"model.channels must be 1 or 3, got {self.channels!r}")
+        for name in ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UserError(f"model.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise UserError(f"model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes!r}")
+        if self.attention_variant not in ("port", "biggan"):
+            raise UserError(f"model.attention_variant must be 'port' or 'biggan', got {self.attention_variant!r}")
+        sizes = self.g_resolutions()
+        for net in ("g", "d"):
+            for r in getattr(self, f"{net}_attention_resolutions"):
+                if r not in sizes:
+                    raise UserError(
+                        f"model.{net}_attention_resolutions has {r}, but the {net.upper()} of a "
+                        f"{self.image_size}x{self.image_size} model has feature maps {sizes}; pick from those"
+                    )
+                conv_dim = self.g_conv_dim if net == "g" else self.d_conv_dim
+                if self.width(conv_dim, r) < 8:
+                    raise UserError(f"attention at {r}x{r} in {net.upper()} needs >= 8 channels; raise {net}_conv_dim")
+
+
+def _attention(cfg: SAGANConfig, channels: int) -> SelfAttention2d:
+    block = SelfAttention2d(channels, variant=cfg.attention_variant)  # type: ignore[arg-type]
+    if cfg.attention_spectral_norm:
+        spectral_norm_all(block, cfg.sn_power_iterations)
+    return block
+
+
+class _GBlock(nn.Module):
+    """(SN) transposed conv, (conditional) batch norm, ReLU."""
+
+    def __init__(self, conv: nn.Module, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = ConditionalBatchNorm2d(channels, num_classes) if num_classes else nn.BatchNorm2d(channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        h = self.conv(x)
+        h = self.norm(h, y) if isinstance(self.norm, ConditionalBatchNorm2d) else self.norm(h)
+        return self.act(h)
+
+
+class SAGANGenerator(Generator):
+    """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1]."""
+
+    def __init__(self, cfg: SAGANConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
+        self.image_size, self.channels = cfg.image_size, cfg.channels
+        sn, n_iter = cfg.g_spectral_norm, cfg.sn_power_iterations
+        self.blocks = nn.ModuleList()
+        self.attention = nn.ModuleDict()
+        in_ch = cfg.z_dim
+        for r in cfg.g_resolutions():
+            out_ch = cfg.width(cfg.g_conv_dim, r)
+            conv = nn.ConvTranspose2d(in_ch, out_ch, 4, 1, 0) if r == 4 else nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1)
+            self.blocks.append(_GBlock(maybe_spectral_norm(conv, sn, n_iter), out_ch, cfg.num_classes))
+            if r in cfg.g_attention_resolutions:
+                self.attention[str(r)] = _attention(cfg, out_ch)
+            in_ch = out_ch
+        self.to_image = nn.ConvTranspose2d(in_ch, cfg.channels, 4, 2, 1)  # no SN on the last layer (port)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_labels(y, z.shape[0])
+        h = z.reshape(z.shape[0], self.z_dim, 1, 1)
+        for block in self.blocks:
+            h = block(h, y)
+            key = str(h.shape[-1])
+            if key in self.attention:
+                h = self.attention[key](h)
+        return torch.tanh(self.to_image(h))
+
+
+class SAGANDiscriminator(Discriminator):
+    """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (projection when conditional)."""
+
+    def __init__(self, cfg: SAGANConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.num_classes = cfg.num_classes
+        sn, n_iter = cfg.d_spectral_norm, cfg.sn_power_iterations
+        self.blocks = nn.ModuleList()
+        self.attention = nn.ModuleDict()
+        in_ch = cfg.channels
+        for r in cfg.d_resolutions():
+            out_ch = cfg.width(cfg.d_conv_dim, r)
+            conv = maybe_spectral_norm(nn.Conv2d(in_ch, out_ch, 4, 2, 1), sn, n_iter)
+            self.blocks.append(nn.Sequential(conv, nn.LeakyReLU(cfg.d_leaky_slope)))
+            if r in cfg.d_attention_resolutions:
+                self.attention[str(r)] = _attention(cfg, out_ch)
+            in_ch = out_ch
+        self.to_logit = nn.Conv2d(in_ch, 1, 4)  # psi: no SN on the last layer (port)
+        self.embed = (
+            maybe_spectral_norm(nn.Embedding(cfg.num_classes, in_ch), sn, n_iter) if cfg.num_classes else None
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = x
+        for block in self.blocks:
+            h = block(h)
+            key = str(h.shape[-1])
+            if key in self.attention:
+                h = self.attention[key](h)
+        out = self.to_logit(h).reshape(x.shape[0])
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this discriminator is class-conditional: call D(x, y)")
+            out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
+        return out

@@ -1,0 +1,21 @@
+"""Layers: self-attention, spectral-norm helpers, conditional norms."""
+
+from gankit.nn.attention import SelfAttention2d
+from gankit.nn.norms import ConditionalBatchNorm2d
+from gankit.nn.spectral import (
+    fold_spectral_norm,
+    has_spectral_norm,
+    maybe_spectral_norm,
+    spectral_norm_all,
+    weight_matrix,
+)
+
+__all__ = [
+    "ConditionalBatchNorm2d",
+    "SelfAttention2d",
+    "fold_spectral_norm",
+    "has_spectral_norm",
+    "maybe_spectral_norm",
+    "spectral_norm_all",
+    "weight_matrix",
+]

@@ -1,0 +1,95 @@
+"""Self-attention for feature maps (SAGAN, Zhang et al. 2019)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AttentionVariant = Literal["port", "biggan"]
+
+
+class SelfAttention2d(nn.Module):
+    """Non-local self-attention block ``y = gamma * o + x`` over all ``N = H * W`` positions.
+
+    ``variant="port"`` (default) follows the reference PyTorch port (heykeetae): query and key are 1x1
+    convolutions to ``C // 8`` channels, the value a 1x1 convolution to ``C`` channels, and ``o`` is used as
+    it is. ``variant="biggan"`` follows the official TF / BigGAN code: the value has ``C // 2`` channels,
+    keys and values are max-pooled by 2 (``N / 4`` keys), and an output 1x1 convolution maps ``C // 2`` back to
+    ``C``. ``gamma`` starts at 0 so the block is the identity at initialisation and the network learns to use
+    non-local evidence gradually.
+
+    There is no ``1 / sqrt(d)`` scaling in SAGAN: energies are plain dot products ``s_ij = q_i . k_j`` and
+    ``beta_ij = softmax_j(s_ij)``.
+
+    Shapes: input ``(B, C, H, W)``; output ``(B, C, H, W)``; with ``return_attention=True`` also the map
+    ``(B, N, N_k)`` whose rows (one per query position, row-major over ``(H, W)``) sum to 1.
+    """
+
+    def __init__(self, channels: int, *, variant: AttentionVariant = "port") -> None:
+        super().__init__()
+        if channels < 8:
+            raise ValueError(f"SelfAttention2d needs at least 8 channels (C // 8 query channels), got {channels}")
+        if variant not in ("port", "biggan"):
+            raise ValueError(f"unknown attention variant {variant!r}; use 'port' or 'biggan'")
+        self.channels = channels
+        self.variant = variant
+        qk = channels // 8
+        value = channels if variant == "port" else channels // 2
+        bias = variant == "port"  # the port's convolutions have biases, BigGAN's do not
+        self.query = nn.Conv2d(channels, qk, 1, bias=bias)
+        self.key = nn.Conv2d(channels, qk, 1, bias=bias)
+        self.value = nn.Conv2d(channels, value, 1, bias=bias)
+        self.out = nn.Conv2d(value, channels, 1, bias=False) if variant == "biggan" else None
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries ``(B, N, d_qk)``, keys ``(B, N_k, d_qk)``, values ``(B, N_k, d_v)``."""
+        q = self.query(x)
+        k = self.key(x)
+        v = self.value(x)
+        if self.variant == "biggan":
+            k = F.max_pool2d(k, 2)
+            v = F.max_pool2d(v, 2)
+        return q.flatten(2).transpose(1, 2), k.flatten(2).transpose(1, 2), v.flatten(2).transpose(1, 2)
+
+    def _finish(self, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """``o`` of shape ``(B, N, d_v)`` back to a map, the output conv, and the residual."""
+        b, _, h, w = x.shape
+        o = o.transpose(1, 2).reshape(b, -1, h, w)
+        if self.out is not None:
+            o = self.out(o)
+        return self.gamma * o + x
+
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        if self.variant == "biggan" and (x.shape[2] % 2 or x.shape[3] % 2):
+            raise ValueError(f"the biggan variant pools by 2 and needs even H and W, got {tuple(x.shape)}")
+        q, k, v = self._project(x)
+        if return_attention:
+            return self._explicit(x, q, k, v)
+        # Fused path: same math without materialising the N x N map. SAGAN has no 1/sqrt(d) scaling, so
+        # scale=1.0. The fused CPU kernel needs equal head dims; zero-padding q and k to v's width keeps every
+        # dot product q_i . k_j unchanged.
+        pad = v.shape[-1] - q.shape[-1]
+        if pad > 0:
+            q = F.pad(q, (0, pad))
+            k = F.pad(k, (0, pad))
+        o = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=1.0)
+        return self._finish(x, o.squeeze(1))
+
+    def _explicit(
+        self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference formulation: energies with bmm, softmax over keys, bmm with the values."""
+        attention = torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1)  # (B, N, N_k)
+        o = torch.bmm(attention, v)
+        return self._finish(x, o), attention
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, variant={self.variant!r}"

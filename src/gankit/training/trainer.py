@@ -1,0 +1,274 @@
+"""The one training loop for every family: it sees only the generator/discriminator interface."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gankit.config import RunConfig
+from gankit.data import TensorBatches, load_dataset
+from gankit.errors import UserError
+from gankit.images import save_grid
+from gankit.losses import AdversarialLoss
+from gankit.models.registry import build_discriminator, build_generator
+from gankit.nn import SelfAttention2d
+from gankit.training.checkpoint import load_checkpoint, save_checkpoint, save_generator
+from gankit.training.ema import EMA
+from gankit.training.logger import MetricsLogger, plot_losses
+from gankit.training.run import rng_state, seed_everything, select_device, set_rng_state
+
+GRID_COLUMNS = 10
+MAX_GRID_ROWS = 16
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a Ctrl-C / SIGTERM checkpoint was saved; the message says how to resume."""
+
+
+def attention_gammas(prefix: str, model: torch.nn.Module) -> dict[str, float]:
+    """``{"gamma/G/attention.16": value}`` for each self-attention block (users watch gamma grow)."""
+    return {
+        f"gamma/{prefix}/{name}": float(m.gamma.detach())
+        for name, m in model.named_modules()
+        if isinstance(m, SelfAttention2d)
+    }
+
+
+class Trainer:
+    """Alternates ``n_critic`` D steps (on detached fakes) with one G step; keeps an EMA of G.
+
+    Writes into ``run_dir``: ``samples/step_XXXXXXX.png`` (EMA G on a fixed latent batch, one row per class
+    when conditional), ``metrics.csv`` (+ TensorBoard), ``checkpoints/last.pt`` and ``step_XXXXXXX.pt``,
+    ``loss.png`` and ``generator.safetensors`` (the EMA generator).
+    """
+
+    def __init__(
+        self, cfg: RunConfig, run_dir: str | Path, *, progress: bool | None = None, _resume: dict | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        t = cfg.training
+        self.device = select_device(t.device)
+        self.progress = progress
+        seed_everything(t.seed)
+
+        model_cfg = cfg.model
+        images, labels, num_classes = load_dataset(
+            cfg.data.dataset, cfg.data.path, split=cfg.data.split, image_size=model_cfg.image_size,  # type: ignore[attr-defined]
+            channels=model_cfg.channels,  # type: ignore[attr-defined]
+        )
+        conditional = model_cfg.num_classes > 0  # type: ignore[attr-defined]
+        if conditional and (labels is None or model_cfg.num_classes != num_classes):  # type: ignore[attr-defined]
+            raise UserError(
+                f"model.num_classes is {model_cfg.num_classes} but the data has "  # type: ignore[attr-defined]
+                f"{num_classes if labels is not None else 'no'} classes; set --set model.num_classes={num_classes if labels is not None else 0}"
+            )
+        self.batches = TensorBatches(
+            images, labels if conditional else None, batch_size=t.batch_size, seed=t.seed, device=self.device
+        )
+
+        self.G = build_generator(model_cfg).to(self.device).train()
+        self.D = build_discriminator(model_cfg).to(self.device).train()
+        self.ema = EMA(self.G, t.ema_decay, t.ema_warmup)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.g_lr, betas=tuple(t.g_betas))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.d_lr, betas=tuple(t.d_betas))
+        self.loss = AdversarialLoss(t.loss, t.gp_weight, t.drift)
+        # One generator for everything random in a step (latents, fake labels, GP mixing): saved in checkpoints.
+        self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
+        self.step = 0
+        self._fixed_batch()
+        if _resume is not None:
+            self.load_state_dict(_resume)
+
+    # ------------------------------------------------------------------------------------------- state
+
+    def _fixed_batch(self) -> None:
+        g = torch.Generator().manual_seed(self.cfg.training.seed + 2)
+        if self.G.num_classes:
+            rows = min(self.G.num_classes, MAX_GRID_ROWS)
+            self.fixed_y = torch.arange(rows).repeat_interleave(GRID_COLUMNS).to(self.device)
+            self.row_labels: list[str] | None = [str(c) for c in range(rows)]
+            self.grid_cols = GRID_COLUMNS
+        else:
+            self.fixed_y = None
+            self.row_labels = None
+            self.grid_cols = 8
+        n = len(self.fixed_y) if self.fixed_y is not None else 64
+        self.fixed_z = self.G.sample_latents(n, generator=g)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.ema.model.state_dict(),
+            "ema_updates": self.ema.num_updates,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "data": self.batches.state_dict(),
+            "rng": rng_state(),
+            "noise_rng": self.noise.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.ema.load_state_dict({"model": state["G_ema"], "num_updates": state["ema_updates"]})
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.batches.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        self.noise.set_state(state["noise_rng"])
+        self.step = int(state["step"])
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool | None = None) -> Trainer:
+        """Continue the run in ``run_dir`` from ``checkpoints/last.pt`` (optionally to a new total ``steps``)."""
+        run_dir = Path(run_dir)
+        ckpt = run_dir / "checkpoints" / "last.pt"
+        if not ckpt.is_file():
+            raise UserError(f"--resume {run_dir}: no checkpoints/last.pt there; is it a gankit run folder?")
+        state = load_checkpoint(ckpt)
+        data = state["config"]
+        if steps is not None:
+            data = {**data, "training": {**data["training"], "steps": steps}}
+        cfg = RunConfig.from_dict(data)
+        if cfg.training.steps <= int(state["step"]):
+            raise UserError(
+                f"the run is already at step {state['step']} of {cfg.training.steps}; pass --steps TOTAL larger than that"
+            )
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        return cls(cfg, run_dir, progress=progress, _resume=state)
+
+    # ------------------------------------------------------------------------------------------- steps
+
+    def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(n, self.G.z_dim, device=self.device, generator=self.noise)
+        y = None
+        if self.G.num_classes:
+            y = torch.randint(self.G.num_classes, (n,), device=self.device, generator=self.noise)
+        return z, y
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """``n_critic`` D steps then one G step and the EMA update. Returns detached scalar tensors."""
+        t = self.cfg.training
+        for _ in range(t.n_critic):
+            real, y_real = self.batches.next()
+            z, y_fake = self._latents(t.batch_size)
+            with torch.no_grad():  # D's step needs no graph through G
+                fake = self.G(z, y_fake)
+            d_loss, stats = self.loss.discriminator_loss(self.D, real, fake, y_real, y_fake, generator=self.noise)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+
+        z, y_fake = self._latents(t.batch_size)
+        self.D.requires_grad_(False)  # G's step needs gradients w.r.t. the image only
+        try:
+            g_loss = self.loss.generator_loss(self.D, self.G(z, y_fake), y_fake)
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+        finally:
+            self.D.requires_grad_(True)
+        self.ema.update(self.G)
+        self.step += 1
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **stats}
+
+    # ------------------------------------------------------------------------------------------- outputs
+
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        images = self.ema.model(self.fixed_z, self.fixed_y)
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        return save_grid(images, path, self.grid_cols, row_labels=self.row_labels, title=f"step {self.step}")
+
+    def save_checkpoint(self) -> Path:
+        folder = self.run_dir / "checkpoints"
+        path = save_checkpoint(self.state_dict(), folder / f"step_{self.step:07d}.pt")
+        last = folder / "last.pt"
+        tmp = folder / ".last.pt.link"
+        tmp.unlink(missing_ok=True)
+        try:  # last.pt is a hard link to the newest step file: one write, then an atomic rename
+            tmp.hardlink_to(path)
+            tmp.replace(last)
+        except OSError:
+            save_checkpoint(self.state_dict(), last)
+        self._prune(folder)
+        self.export()
+        return last
+
+    def _prune(self, folder: Path) -> None:
+        keep = self.cfg.training.keep_checkpoints
+        steps = sorted(p for p in folder.glob("step_*.pt") if re.fullmatch(r"step_\d{7,}\.pt", p.name))
+        for p in steps[: max(0, len(steps) - keep)] if keep else steps:
+            p.unlink(missing_ok=True)
+
+    def export(self) -> Path:
+        return save_generator(self.ema.model, self.cfg.model.to_dict(), self.run_dir / "generator.safetensors")
+
+    # ------------------------------------------------------------------------------------------- loop
+
+    def fit(self) -> None:
+        t = self.cfg.training
+        gammas = list(attention_gammas("G", self.G)) + list(attention_gammas("D", self.D))
+        columns = ["kimg", "d_loss", "g_loss", "d_real", "d_fake"]
+        columns += ["gp"] if self.loss.gp > 0 else []
+        columns += ["img_per_s", "g_lr", "d_lr", *gammas]
+        logger = MetricsLogger(
+            self.run_dir, columns, tensorboard=t.tensorboard, resume_step=self.step if self.step else None
+        )
+        if self.step == 0:
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        bar = tqdm(total=t.steps, initial=self.step, unit="it", dynamic_ncols=True, disable=self._bar_disabled())
+        sums: dict[str, torch.Tensor] = {}
+        count, t0 = 0, time.perf_counter()
+        images_per_step = t.batch_size * t.n_critic
+        try:
+            while self.step < t.steps:
+                stats = self.train_step()
+                for k, v in stats.items():
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+                count += 1
+                done = self.step == t.steps
+                if self.step % t.log_every == 0 or done:
+                    elapsed = time.perf_counter() - t0
+                    values = {k: float(v) / count for k, v in sums.items()}
+                    values["img_per_s"] = images_per_step * count / max(elapsed, 1e-9)
+                    values["kimg"] = self.step * images_per_step / 1000
+                    values["g_lr"] = self.opt_g.param_groups[0]["lr"]
+                    values["d_lr"] = self.opt_d.param_groups[0]["lr"]
+                    values.update(attention_gammas("G", self.G))
+                    values.update(attention_gammas("D", self.D))
+                    logger.log(self.step, values)
+                    bar.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
+                                    img_s=f"{values['img_per_s']:.0f}", refresh=False)
+                    sums, count, t0 = {}, 0, time.perf_counter()
+                if self.step % t.sample_every == 0 or done:
+                    self.save_samples()
+                if self.step % t.checkpoint_every == 0 or done:
+                    self.save_checkpoint()
+                    plot_losses(self.run_dir / "metrics.csv", self.run_dir / "loss.png", self._title())
+                bar.update(1)
+        except KeyboardInterrupt:
+            bar.close()
+            self.save_checkpoint()
+            plot_losses(self.run_dir / "metrics.csv", self.run_dir / "loss.png", self._title())
+            raise TrainingInterrupted(
+                f"interrupted at step {self.step}; checkpoint saved. Continue with: gankit train --resume {self.run_dir}"
+            ) from None
+        finally:
+            bar.close()
+            logger.close()
+
+    def _title(self) -> str:
+        return self.cfg.preset or self.cfg.model.family
+
+    def _bar_disabled(self) -> bool | None:
+        return None if self.progress is None else not self.progress
