@@ -5,12 +5,18 @@ from gankit.models import SAGANConfig
 
 # Tiny model overrides for CLI runs of the sagan-digits preset: seconds, not minutes.
 TINY_SETS = [
-    "--set", "model.z_dim=16",
-    "--set", "model.g_conv_dim=8",
-    "--set", "model.d_conv_dim=8",
-    "--set", "training.log_every=2",
-    "--set", "training.sample_every=2",
-    "--set", "training.batch_size=8",
+    "--set",
+    "model.z_dim=16",
+    "--set",
+    "model.g_conv_dim=8",
+    "--set",
+    "model.d_conv_dim=8",
+    "--set",
+    "training.log_every=2",
+    "--set",
+    "training.sample_every=2",
+    "--set",
+    "training.batch_size=8",
 ]
 
 
@@ -23,6 +29,12 @@ def _threads():
 @pytest.fixture
 def tiny_cfg() -> SAGANConfig:
     return SAGANConfig(
-        image_size=16, channels=1, z_dim=16, g_conv_dim=8, d_conv_dim=8,
-        g_attention_resolutions=(8,), d_attention_resolutions=(8,), num_classes=10,
+        image_size=16,
+        channels=1,
+        z_dim=16,
+        g_conv_dim=8,
+        d_conv_dim=8,
+        g_attention_resolutions=(8,),
+        d_attention_resolutions=(8,),
+        num_classes=10,
     )

@@ -58,7 +58,9 @@ def test_gradient_penalty_is_zero_for_unit_norm_gradient_and_trains_the_critic()
     assert w.grad is not None
     with torch.no_grad():
         w.copy_(torch.full((1, 1, 2, 2), 0.5))  # |w| = 1
-    assert gradient_penalty(critic, torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2)).item() == pytest.approx(0.0, abs=1e-10)
+    assert gradient_penalty(critic, torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2)).item() == pytest.approx(
+        0.0, abs=1e-10
+    )
 
 
 def test_adversarial_loss_combines_penalty_and_drift():

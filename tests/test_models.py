@@ -16,7 +16,9 @@ def _trace(model: nn.Module, *inputs) -> list[tuple[str, tuple[int, ...]]]:
     hooks = []
     for name, m in model.named_modules():
         if name.count(".") == 1 and name.split(".")[0] in ("blocks", "attention") or name in ("to_image", "to_logit"):
-            hooks.append(m.register_forward_hook(lambda mod, i, o, n=name: shapes.append((n.split(".")[0], tuple(o.shape)))))
+            hooks.append(
+                m.register_forward_hook(lambda mod, i, o, n=name: shapes.append((n.split(".")[0], tuple(o.shape))))
+            )
     model(*inputs)
     for h in hooks:
         h.remove()
@@ -50,9 +52,13 @@ def test_sagan_celeba64_matches_reference_layer_shapes():
     assert D(x).shape == (2,)
     # kernel / stride / padding of each layer, as in the port
     convs = [b.conv for b in G.blocks] + [G.to_image]
-    assert [(c.kernel_size, c.stride, c.padding) for c in convs] == [((4, 4), (1, 1), (0, 0))] + [((4, 4), (2, 2), (1, 1))] * 4
+    assert [(c.kernel_size, c.stride, c.padding) for c in convs] == [((4, 4), (1, 1), (0, 0))] + [
+        ((4, 4), (2, 2), (1, 1))
+    ] * 4
     dconvs = [b[0] for b in D.blocks] + [D.to_logit]
-    assert [(c.kernel_size, c.stride, c.padding) for c in dconvs] == [((4, 4), (2, 2), (1, 1))] * 4 + [((4, 4), (1, 1), (0, 0))]
+    assert [(c.kernel_size, c.stride, c.padding) for c in dconvs] == [((4, 4), (2, 2), (1, 1))] * 4 + [
+        ((4, 4), (1, 1), (0, 0))
+    ]
     assert all(isinstance(b[1], nn.LeakyReLU) and b[1].negative_slope == 0.1 for b in D.blocks)
     assert all(isinstance(b.norm, nn.BatchNorm2d) for b in G.blocks)
     assert [a.channels for a in G.attention.values()] == [128, 64]
@@ -77,8 +83,14 @@ def test_spectral_norm_exactly_where_configured():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_supported_size(size, channels):
     cfg = SAGANConfig(
-        image_size=size, channels=channels, z_dim=8, g_conv_dim=8, d_conv_dim=8, max_channels=32,
-        g_attention_resolutions=(8,), d_attention_resolutions=(8,),
+        image_size=size,
+        channels=channels,
+        z_dim=8,
+        g_conv_dim=8,
+        d_conv_dim=8,
+        max_channels=32,
+        g_attention_resolutions=(8,),
+        d_attention_resolutions=(8,),
     )
     G, D = SAGANGenerator(cfg), SAGANDiscriminator(cfg)
     x = G(torch.randn(2, 8))

@@ -117,7 +117,12 @@ def test_spectral_norm_largest_singular_value_is_one(layer):
     assert abs(sigma.item() - 1.0) < 1e-3
     # and the raw weight really had a different scale: the normalisation did something
     raw = sn.parametrizations.weight.original
-    raw_sigma = torch.linalg.matrix_norm(raw.transpose(0, 1).reshape(raw.shape[1], -1) if isinstance(layer, nn.ConvTranspose2d) else raw.reshape(raw.shape[0], -1), ord=2)
+    raw_sigma = torch.linalg.matrix_norm(
+        raw.transpose(0, 1).reshape(raw.shape[1], -1)
+        if isinstance(layer, nn.ConvTranspose2d)
+        else raw.reshape(raw.shape[0], -1),
+        ord=2,
+    )
     assert abs(raw_sigma.item() - 1.0) > 1e-2
 
 

@@ -9,8 +9,14 @@ from gankit.training import EMA, Trainer, load_checkpoint, prepare_run_dir
 
 TINY = {
     "model": {"z_dim": 16, "g_conv_dim": 8, "d_conv_dim": 8},
-    "training": {"batch_size": 8, "log_every": 2, "sample_every": 3, "checkpoint_every": 3, "device": "cpu",
-                 "tensorboard": False},
+    "training": {
+        "batch_size": 8,
+        "log_every": 2,
+        "sample_every": 3,
+        "checkpoint_every": 3,
+        "device": "cpu",
+        "tensorboard": False,
+    },
 }
 
 
@@ -53,8 +59,16 @@ def test_fit_writes_run_folder_and_resume_is_bit_exact(tmp_path):
     one = prepare_run_dir(tmp_path / "one")
     t1 = Trainer(tiny_run_config(steps=6), one, progress=False)
     t1.fit()
-    for name in ("config.yaml", "metrics.csv", "loss.png", "generator.safetensors", "checkpoints/last.pt",
-                 "checkpoints/step_0000003.pt", "checkpoints/step_0000006.pt", "samples/step_0000006.png"):
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "loss.png",
+        "generator.safetensors",
+        "checkpoints/last.pt",
+        "checkpoints/step_0000003.pt",
+        "checkpoints/step_0000006.pt",
+        "samples/step_0000006.png",
+    ):
         assert (one / name).exists(), name
     rows = (one / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,kimg,d_loss,g_loss") and "gamma/G/attention.8" in rows[0]

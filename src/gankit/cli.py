@@ -49,8 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     t.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set training.g_lr=2e-4 (repeatable)")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set training.g_lr=2e-4 (repeatable)",
+    )
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
@@ -67,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="use the raw generator instead of its EMA")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     s.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass")
-    s.add_argument("--out", required=True,
-                   help="OUT.png (grid), OUT.npz (arrays), a folder (one PNG per image), or OUT for both .png and .npz")
+    s.add_argument(
+        "--out",
+        required=True,
+        help="OUT.png (grid), OUT.npz (arrays), a folder (one PNG per image), or OUT for both .png and .npz",
+    )
 
     sub.add_parser("presets", help="list the presets with one-line descriptions")
     return parser
@@ -98,8 +106,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"gankit: resuming {args.resume} at step {trainer.step} of {trainer.cfg.training.steps}")
     else:
         overrides: dict = {"training": {}, "data": {}}
-        for flag, key in (("steps", "steps"), ("batch_size", "batch_size"), ("seed", "seed"),
-                          ("device", "device"), ("checkpoint_every", "checkpoint_every")):
+        for flag, key in (
+            ("steps", "steps"),
+            ("batch_size", "batch_size"),
+            ("seed", "seed"),
+            ("device", "device"),
+            ("checkpoint_every", "checkpoint_every"),
+        ):
             if getattr(args, flag) is not None:
                 overrides["training"][key] = getattr(args, flag)
         if args.data is not None:
@@ -110,8 +123,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
         out = Path(args.out) if args.out else _default_out(cfg.preset)
         trainer = Trainer(cfg, prepare_run_dir(out, overwrite=args.overwrite), progress=progress)
-        print(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for {cfg.training.steps} "
-              f"steps into {out}")
+        print(
+            f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for {cfg.training.steps} "
+            f"steps into {out}"
+        )
 
     def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: save a checkpoint, then exit
         raise KeyboardInterrupt
@@ -125,8 +140,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     run = trainer.run_dir
-    print(f"gankit: done at step {trainer.step}. Run folder {run}: samples/, metrics.csv, loss.png, "
-          f"checkpoints/last.pt, generator.safetensors")
+    print(
+        f"gankit: done at step {trainer.step}. Run folder {run}: samples/, metrics.csv, loss.png, "
+        f"checkpoints/last.pt, generator.safetensors"
+    )
     return 0
 
 
@@ -167,8 +184,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
     images, labels = sample_images(
-        generator, args.num, class_id=args.class_id, balanced=args.balanced, seed=args.seed,
-        truncation=args.truncation, batch_size=args.batch_size,
+        generator,
+        args.num,
+        class_id=args.class_id,
+        balanced=args.balanced,
+        seed=args.seed,
+        truncation=args.truncation,
+        batch_size=args.batch_size,
     )
     out = Path(args.out)
     written: list[str] = []

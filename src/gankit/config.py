@@ -208,7 +208,9 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
         value = raw
     path = key.split(".")
     if len(path) == 1:
-        owners = [s for s in ("model", "data", "training") if isinstance(data.get(s), dict) and key in _known_keys(data, s)]
+        owners = [
+            s for s in ("model", "data", "training") if isinstance(data.get(s), dict) and key in _known_keys(data, s)
+        ]
         if len(owners) != 1:
             sections = "model, data or training"
             raise UserError(f"--set {key}: give its section, e.g. --set training.{key}=... ({sections})")

@@ -26,9 +26,7 @@ def load_digits_split(split: str = "train", seed: int = DIGITS_SPLIT_SEED) -> tu
         return images, labels
     if split not in ("train", "test"):
         raise ValueError(f"digits split must be 'train', 'test' or 'all', got {split!r}")
-    idx_train, idx_test = train_test_split(
-        np.arange(len(labels)), test_size=1 / 3, stratify=labels, random_state=seed
-    )
+    idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=1 / 3, stratify=labels, random_state=seed)
     idx = np.sort(idx_train if split == "train" else idx_test)
     return images[idx], labels[idx]
 

@@ -25,7 +25,9 @@ FAMILIES: dict[str, Family] = {
 
 def get_family(name: str) -> Family:
     if name not in FAMILIES:
-        raise UserError(f"unknown model family {name!r}{did_you_mean(name, list(FAMILIES))}; known: {', '.join(FAMILIES)}")
+        raise UserError(
+            f"unknown model family {name!r}{did_you_mean(name, list(FAMILIES))}; known: {', '.join(FAMILIES)}"
+        )
     return FAMILIES[name]
 
 

@@ -45,6 +45,7 @@ class SAGANConfig(ModelConfig):
     num_classes: int = 0
     g_spectral_norm: bool = True
     d_spectral_norm: bool = True
+    embedding_spectral_norm: bool = True  # SN on the projection embedding (when d_spectral_norm is on)
     sn_power_iterations: int = 1
     d_leaky_slope: float = 0.1
 
@@ -160,7 +161,9 @@ class SAGANDiscriminator(Discriminator):
             in_ch = out_ch
         self.to_logit = nn.Conv2d(in_ch, 1, 4)  # psi: no SN on the last layer (port)
         self.embed = (
-            maybe_spectral_norm(nn.Embedding(cfg.num_classes, in_ch), sn, n_iter) if cfg.num_classes else None
+            maybe_spectral_norm(nn.Embedding(cfg.num_classes, in_ch), sn and cfg.embedding_spectral_norm, n_iter)
+            if cfg.num_classes
+            else None
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -83,7 +83,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"only load files you trust through their own tools ({first[:120]})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(f"{path} is truncated or corrupt ({str(exc).splitlines()[0][:120]}); use another checkpoint") from None
+        raise UserError(
+            f"{path} is truncated or corrupt ({str(exc).splitlines()[0][:120]}); use another checkpoint"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a gankit checkpoint; give a checkpoint written by gankit train")
     if int(state.get("format_version", 0)) > CHECKPOINT_VERSION:

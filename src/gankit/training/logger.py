@@ -16,7 +16,9 @@ class MetricsLogger:
     log matches the restored state.
     """
 
-    def __init__(self, run_dir: str | Path, columns: list[str], *, tensorboard: bool = True, resume_step: int | None = None):
+    def __init__(
+        self, run_dir: str | Path, columns: list[str], *, tensorboard: bool = True, resume_step: int | None = None
+    ):
         self.path = Path(run_dir) / "metrics.csv"
         self.columns = ["step"] + [c for c in columns if c != "step"]
         if resume_step is not None and self.path.exists():

@@ -48,8 +48,16 @@ class Trainer:
     """
 
     def __init__(
-        self, cfg: RunConfig, run_dir: str | Path, *, progress: bool | None = None, _resume: dict | None = None
+        self,
+        cfg: RunConfig,
+        run_dir: str | Path,
+        *,
+        progress: bool | None = None,
+        batches: TensorBatches | None = None,
+        _resume: dict | None = None,
     ) -> None:
+        """``batches`` replaces the configured dataset (benchmarks, tests); by default it is loaded from
+        ``cfg.data``."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         t = cfg.training
@@ -58,20 +66,7 @@ class Trainer:
         seed_everything(t.seed)
 
         model_cfg = cfg.model
-        images, labels, num_classes = load_dataset(
-            cfg.data.dataset, cfg.data.path, split=cfg.data.split, image_size=model_cfg.image_size,  # type: ignore[attr-defined]
-            channels=model_cfg.channels,  # type: ignore[attr-defined]
-        )
-        conditional = model_cfg.num_classes > 0  # type: ignore[attr-defined]
-        if conditional and (labels is None or model_cfg.num_classes != num_classes):  # type: ignore[attr-defined]
-            raise UserError(
-                f"model.num_classes is {model_cfg.num_classes} but the data has "  # type: ignore[attr-defined]
-                f"{num_classes if labels is not None else 'no'} classes; set --set model.num_classes={num_classes if labels is not None else 0}"
-            )
-        self.batches = TensorBatches(
-            images, labels if conditional else None, batch_size=t.batch_size, seed=t.seed, device=self.device
-        )
-
+        self.batches = batches if batches is not None else self._load_batches()
         self.G = build_generator(model_cfg).to(self.device).train()
         self.D = build_discriminator(model_cfg).to(self.device).train()
         self.ema = EMA(self.G, t.ema_decay, t.ema_warmup)
@@ -84,6 +79,27 @@ class Trainer:
         self._fixed_batch()
         if _resume is not None:
             self.load_state_dict(_resume)
+
+    def _load_batches(self) -> TensorBatches:
+        cfg, t = self.cfg, self.cfg.training
+        model_cfg = cfg.model
+        images, labels, num_classes = load_dataset(
+            cfg.data.dataset,
+            cfg.data.path,
+            split=cfg.data.split,
+            image_size=model_cfg.image_size,
+            channels=model_cfg.channels,  # type: ignore[attr-defined]
+        )
+        wanted = model_cfg.num_classes  # type: ignore[attr-defined]
+        if wanted and (labels is None or wanted != num_classes):
+            have = num_classes if labels is not None else 0
+            raise UserError(
+                f"model.num_classes is {wanted} but the data has {have or 'no'} classes; "
+                f"set --set model.num_classes={have}"
+            )
+        return TensorBatches(
+            images, labels if wanted else None, batch_size=t.batch_size, seed=t.seed, device=self.device
+        )
 
     # ------------------------------------------------------------------------------------------- state
 
@@ -141,7 +157,8 @@ class Trainer:
         cfg = RunConfig.from_dict(data)
         if cfg.training.steps <= int(state["step"]):
             raise UserError(
-                f"the run is already at step {state['step']} of {cfg.training.steps}; pass --steps TOTAL larger than that"
+                f"the run is already at step {state['step']} of {cfg.training.steps}; "
+                "pass --steps TOTAL larger than that"
             )
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
         return cls(cfg, run_dir, progress=progress, _resume=state)
@@ -247,8 +264,12 @@ class Trainer:
                     values.update(attention_gammas("G", self.G))
                     values.update(attention_gammas("D", self.D))
                     logger.log(self.step, values)
-                    bar.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
-                                    img_s=f"{values['img_per_s']:.0f}", refresh=False)
+                    bar.set_postfix(
+                        d=f"{values['d_loss']:.3f}",
+                        g=f"{values['g_loss']:.3f}",
+                        img_s=f"{values['img_per_s']:.0f}",
+                        refresh=False,
+                    )
                     sums, count, t0 = {}, 0, time.perf_counter()
                 if self.step % t.sample_every == 0 or done:
                     self.save_samples()
@@ -261,7 +282,8 @@ class Trainer:
             self.save_checkpoint()
             plot_losses(self.run_dir / "metrics.csv", self.run_dir / "loss.png", self._title())
             raise TrainingInterrupted(
-                f"interrupted at step {self.step}; checkpoint saved. Continue with: gankit train --resume {self.run_dir}"
+                f"interrupted at step {self.step}; checkpoint saved. "
+                f"Continue with: gankit train --resume {self.run_dir}"
             ) from None
         finally:
             bar.close()

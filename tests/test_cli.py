@@ -1,0 +1,203 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gankit
+from gankit.cli import main
+from tests.conftest import TINY_SETS
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert (
+        run_cli(
+            "train",
+            "--preset",
+            "sagan-digits",
+            "--out",
+            str(out),
+            "--steps",
+            "4",
+            "--checkpoint-every",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+            *TINY_SETS,
+        )
+        == 0
+    )
+    return out
+
+
+def test_train_writes_the_documented_run_folder(trained_run):
+    for name in (
+        "config.yaml",
+        "checkpoints/last.pt",
+        "checkpoints/step_0000002.pt",
+        "checkpoints/step_0000004.pt",
+        "samples/step_0000004.png",
+        "metrics.csv",
+        "loss.png",
+        "generator.safetensors",
+    ):
+        assert (trained_run / name).is_file(), name
+    cfg = (trained_run / "config.yaml").read_text()
+    assert "g_conv_dim: 8" in cfg and "steps: 4" in cfg and "preset: sagan-digits" in cfg
+    grid = Image.open(trained_run / "samples/step_0000004.png")
+    assert grid.width > 300 and grid.height > 300  # 10 rows x 10 columns, enlarged to be readable
+
+
+def test_load_generator_from_folder_checkpoint_and_export_agree(trained_run):
+    z = torch.randn(4, 16)
+    y = torch.tensor([0, 1, 2, 3])
+    outs = [
+        gankit.load_generator(p)(z, y)
+        for p in (trained_run, trained_run / "checkpoints/last.pt", trained_run / "generator.safetensors")
+    ]
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(outs[0], outs[2])
+    G = gankit.load_generator(trained_run)
+    assert not G.training and G.z_dim == 16 and G.num_classes == 10
+    assert G.sample(3, labels=2).shape == (3, 1, 16, 16)
+    raw = gankit.load_generator(trained_run, ema=False)(z, y)
+    assert not torch.allclose(raw, outs[0])  # the EMA generator is a different set of weights
+
+
+def test_sample_npz_png_and_folder(trained_run, tmp_path):
+    out = tmp_path / "s"
+    assert (
+        run_cli(
+            "sample",
+            "--checkpoint",
+            str(trained_run),
+            "--num",
+            "20",
+            "--balanced",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    data = np.load(str(out) + ".npz")
+    assert data["images"].shape == (20, 1, 16, 16) and data["images"].dtype == np.float32
+    assert data["labels"].dtype == np.int64 and data["labels"].tolist() == [i % 10 for i in range(20)]
+    assert data["images"].min() >= -1 and data["images"].max() <= 1
+    assert Image.open(str(out) + ".png").size[0] > 0
+    # same seed, same images; class id fixes labels
+    assert (
+        run_cli(
+            "sample",
+            "--checkpoint",
+            str(trained_run),
+            "--num",
+            "20",
+            "--balanced",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "again.npz"),
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "again.npz")["images"], data["images"])
+    assert (
+        run_cli(
+            "sample",
+            "--checkpoint",
+            str(trained_run),
+            "--num",
+            "5",
+            "--class-id",
+            "7",
+            "--out",
+            str(tmp_path / "seven.npz"),
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    assert np.load(tmp_path / "seven.npz")["labels"].tolist() == [7] * 5
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    assert (
+        run_cli("sample", "--checkpoint", str(trained_run), "--num", "3", "--out", str(folder), "--device", "cpu") == 0
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert Image.open(folder / "000000.png").size == (16, 16)
+
+
+def test_sample_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
+    assert run_cli("sample", "--checkpoint", str(trained_run), "--num", "0", "--out", str(tmp_path / "x")) == 2
+    assert "--num must be >= 1" in capsys.readouterr().err
+    assert run_cli("sample", "--checkpoint", str(trained_run), "--class-id", "10", "--out", str(tmp_path / "x")) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert run_cli("sample", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "x")) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_refuses_existing_run_and_resumes(trained_run, capsys):
+    before = (trained_run / "checkpoints/last.pt").read_bytes()
+    assert run_cli("train", "--preset", "sagan-digits", "--out", str(trained_run), "--steps", "2", *TINY_SETS) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (trained_run / "checkpoints/last.pt").read_bytes() == before
+    assert run_cli("train", "--resume", str(trained_run), "--steps", "6", "--no-progress") == 0
+    assert (trained_run / "checkpoints/step_0000006.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "sagan-digit"], "unknown preset 'sagan-digit' (did you mean 'sagan-digits'?)"),
+        (["--preset", "sagan-digits", "--set", "training.g_lrr=1"], "did you mean 'g_lr'?"),
+        (["--preset", "sagan-digits", "--set", "training.d_lr=-1"], "training.d_lr must be a positive number"),
+        (["--preset", "sagan-digits", "--set", "model.image_size=20"], "power of two"),
+        (["--preset", "sagan-digits", "--set", "model.g_attention_resolutions=[32]"], "feature maps [4, 8]"),
+        (["--preset", "sagan-digits", "--device", "cuda:7"], ""),
+    ],
+)
+def test_config_errors(args, message, capsys, tmp_path):
+    code = run_cli("train", "--out", str(tmp_path / "r"), "--steps", "1", *args)
+    err = capsys.readouterr().err
+    if args[-1] == "cuda:7":
+        if torch.cuda.device_count() > 7:
+            pytest.skip("machine has 8 GPUs")
+        message = "cuda"
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "checkpoints").exists() or message == "cuda"
+
+
+def test_invalid_yaml_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  steps: 3\n  g_lr: [1,\n")
+    assert run_cli("train", "--preset", "sagan-digits", "--config", str(bad), "--print-config") == 2
+    assert "invalid YAML at line" in capsys.readouterr().err
+
+
+def test_print_config_and_presets(capsys):
+    assert run_cli("train", "--preset", "sagan-digits", "--steps", "7", "--print-config") == 0
+    out = capsys.readouterr().out
+    assert "steps: 7" in out and "family: sagan" in out
+    assert run_cli("presets") == 0
+    out = capsys.readouterr().out
+    assert "sagan-digits" in out and "sagan-celeba64" in out
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "gankit", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and gankit.__version__ in result.stdout
