@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 
 from gankit.errors import UserError
@@ -25,11 +27,29 @@ from gankit.models.base import ModelConfig, did_you_mean
 from gankit.models.registry import model_config_from_dict
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 floats: ``4e-4`` is a number, not the string PyYAML 1.1 makes of it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"
+    dataset: str = "digits"  # auto (detected from path), folder, mnist, cifar10, cache, digits
     path: str | None = None
-    split: str = "train"
+    split: str = "train"  # MNIST / CIFAR-10 / digits: train, test or all
+    labels: str | None = None  # folders: subdirs (one sub-folder per class), none; None: subdirs iff conditional
+    strict: bool = False  # a bad image file is an error instead of a skipped file
+    num_workers: int | None = None  # folder decoding processes; None: one per core but one (at most 8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +73,12 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"
     tensorboard: bool = True
+    nan_patience: int = 5  # consecutive non-finite steps before rolling back to the last checkpoint
+    nan_lr_factor: float = 0.5  # learning-rate scale applied at each rollback
+    max_rollbacks: int = 3
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every", "nan_patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"training.{name} must be an integer >= 1, got {value!r}")
@@ -78,6 +101,10 @@ class TrainingConfig:
             )
         if self.gp_weight is not None and self.gp_weight < 0:
             raise UserError(f"training.gp_weight must be >= 0, got {self.gp_weight!r}")
+        if not 0 < self.nan_lr_factor <= 1:
+            raise UserError(f"training.nan_lr_factor must be in (0, 1], got {self.nan_lr_factor!r}")
+        if not isinstance(self.max_rollbacks, int) or self.max_rollbacks < 0:
+            raise UserError(f"training.max_rollbacks must be >= 0, got {self.max_rollbacks!r}")
         if self.drift < 0:
             raise UserError(f"training.drift must be >= 0, got {self.drift!r}")
 
@@ -166,7 +193,7 @@ def preset_descriptions() -> dict[str, str]:
 
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -203,7 +230,7 @@ def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
     key, raw = assignment.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     path = key.split(".")

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from gankit.version import __version__
 CHECKPOINT_FORMAT = "gankit-checkpoint"
 CHECKPOINT_VERSION = 1
 EXPORT_FORMAT = "gankit-generator"
+SPECTRAL_NORM_FOLDED = "spectral_norm_folded"  # export metadata: "true" when SN was folded into the weights
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -74,18 +76,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist; give a run folder or a .pt file")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; anything else is damaged
+        raise UserError(f"{path} is truncated or corrupt (not a complete torch archive); use another checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
         raise UserError(
-            f"{path} holds objects other than plain tensors and numbers (refused for safety: it could run code); "
-            f"only load files you trust through their own tools ({first[:120]})"
+            f"{path} holds objects other than plain tensors and numbers{what}: refused for safety (it could run "
+            "code); load only gankit checkpoints, or files you trust with their own tools"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(
-            f"{path} is truncated or corrupt ({str(exc).splitlines()[0][:120]}); use another checkpoint"
-        ) from None
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise UserError(f"{path} is truncated or corrupt ({reason}); use another checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a gankit checkpoint; give a checkpoint written by gankit train")
     if int(state.get("format_version", 0)) > CHECKPOINT_VERSION:

@@ -26,6 +26,10 @@ GRID_COLUMNS = 10
 MAX_GRID_ROWS = 16
 
 
+class TrainingDiverged(UserError):
+    """Too many non-finite steps even after rolling back: a one-line message says what to change."""
+
+
 class TrainingInterrupted(Exception):
     """Raised after a Ctrl-C / SIGTERM checkpoint was saved; the message says how to resume."""
 
@@ -76,6 +80,9 @@ class Trainer:
         # One generator for everything random in a step (latents, fake labels, GP mixing): saved in checkpoints.
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1)
         self.step = 0
+        self.bad_streak = 0  # consecutive steps skipped by the NaN/inf guard
+        self.rollbacks = 0
+        self.lr_scale = 1.0  # lowered by each rollback
         self._fixed_batch()
         if _resume is not None:
             self.load_state_dict(_resume)
@@ -130,6 +137,7 @@ class Trainer:
             "data": self.batches.state_dict(),
             "rng": rng_state(),
             "noise_rng": self.noise.get_state(),
+            "guard": {"rollbacks": self.rollbacks, "lr_scale": self.lr_scale},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -142,6 +150,9 @@ class Trainer:
         set_rng_state(state["rng"])
         self.noise.set_state(state["noise_rng"])
         self.step = int(state["step"])
+        guard = state.get("guard", {})
+        self.rollbacks, self.lr_scale = int(guard.get("rollbacks", 0)), float(guard.get("lr_scale", 1.0))
+        self._set_lr()
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool | None = None) -> Trainer:
@@ -172,31 +183,76 @@ class Trainer:
             y = torch.randint(self.G.num_classes, (n,), device=self.device, generator=self.noise)
         return z, y
 
+    @staticmethod
+    def _apply(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> bool:
+        """Backward and step, unless the loss or a gradient is NaN/inf: then the update is skipped."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        finite = torch.isfinite(loss.detach())
+        if grads:  # a non-finite entry makes its tensor's norm non-finite: one fused check, one sync
+            finite = finite & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        if bool(finite):
+            optimizer.step()
+            return True
+        optimizer.zero_grad(set_to_none=True)
+        return False
+
     def train_step(self) -> dict[str, torch.Tensor]:
-        """``n_critic`` D steps then one G step and the EMA update. Returns detached scalar tensors."""
+        """``n_critic`` D steps then one G step and the EMA update. Returns detached scalar tensors;
+        ``skipped`` is 1 when a non-finite loss or gradient made the guard skip an update."""
         t = self.cfg.training
+        ok = True
         for _ in range(t.n_critic):
             real, y_real = self.batches.next()
             z, y_fake = self._latents(t.batch_size)
             with torch.no_grad():  # D's step needs no graph through G
                 fake = self.G(z, y_fake)
             d_loss, stats = self.loss.discriminator_loss(self.D, real, fake, y_real, y_fake, generator=self.noise)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
+            ok &= self._apply(d_loss, self.opt_d)
 
         z, y_fake = self._latents(t.batch_size)
         self.D.requires_grad_(False)  # G's step needs gradients w.r.t. the image only
         try:
             g_loss = self.loss.generator_loss(self.D, self.G(z, y_fake), y_fake)
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            self.opt_g.step()
+            g_ok = self._apply(g_loss, self.opt_g)
         finally:
             self.D.requires_grad_(True)
-        self.ema.update(self.G)
+        if g_ok:
+            self.ema.update(self.G)
         self.step += 1
-        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **stats}
+        skipped = torch.tensor(0.0 if (ok and g_ok) else 1.0)
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **stats, "skipped": skipped}
+
+    def _guard(self, skipped: bool) -> None:
+        """After ``nan_patience`` consecutive bad steps, roll back to the last checkpoint with lower learning
+        rates; after ``max_rollbacks`` rollbacks, stop."""
+        t = self.cfg.training
+        self.bad_streak = self.bad_streak + 1 if skipped else 0
+        if self.bad_streak < t.nan_patience:
+            return
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if self.rollbacks >= t.max_rollbacks or not last.is_file():
+            raise TrainingDiverged(
+                f"training diverged: {self.bad_streak} consecutive steps with NaN/inf losses or gradients at step "
+                f"{self.step} after {self.rollbacks} rollback(s); lower training.g_lr / training.d_lr "
+                f"(or try training.loss=hinge) and restart"
+            )
+        state = load_checkpoint(last, map_location=self.device)
+        rollbacks, scale = self.rollbacks + 1, self.lr_scale * t.nan_lr_factor
+        self.load_state_dict(state)
+        self.rollbacks, self.lr_scale, self.bad_streak = rollbacks, scale, 0
+        self._set_lr()
+        tqdm.write(
+            f"gankit: {t.nan_patience} non-finite steps in a row: rolled back to step {self.step} and scaled the "
+            f"learning rates by {self.lr_scale:g} (rollback {self.rollbacks} of at most {t.max_rollbacks})"
+        )
+
+    def _set_lr(self) -> None:
+        t = self.cfg.training
+        for opt, base in ((self.opt_g, t.g_lr), (self.opt_d, t.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * self.lr_scale
 
     # ------------------------------------------------------------------------------------------- outputs
 
@@ -206,7 +262,16 @@ class Trainer:
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         return save_grid(images, path, self.grid_cols, row_labels=self.row_labels, title=f"step {self.step}")
 
-    def save_checkpoint(self) -> Path:
+    def _weights_finite(self) -> bool:
+        tensors = [*self.G.state_dict().values(), *self.D.state_dict().values(), *self.ema.model.state_dict().values()]
+        floats = [x for x in tensors if x.is_floating_point()]
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(floats))).all())
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``step_XXXXXXX.pt`` and point ``last.pt`` at it; refuses (returns None) if any weight is NaN/inf."""
+        if not self._weights_finite():
+            tqdm.write(f"gankit: step {self.step}: weights are not finite; checkpoint NOT written (last.pt kept)")
+            return None
         folder = self.run_dir / "checkpoints"
         path = save_checkpoint(self.state_dict(), folder / f"step_{self.step:07d}.pt")
         last = folder / "last.pt"
@@ -237,7 +302,7 @@ class Trainer:
         gammas = list(attention_gammas("G", self.G)) + list(attention_gammas("D", self.D))
         columns = ["kimg", "d_loss", "g_loss", "d_real", "d_fake"]
         columns += ["gp"] if self.loss.gp > 0 else []
-        columns += ["img_per_s", "g_lr", "d_lr", *gammas]
+        columns += ["skipped", "img_per_s", "g_lr", "d_lr", *gammas]
         logger = MetricsLogger(
             self.run_dir, columns, tensorboard=t.tensorboard, resume_step=self.step if self.step else None
         )
@@ -250,6 +315,12 @@ class Trainer:
         try:
             while self.step < t.steps:
                 stats = self.train_step()
+                self._guard(bool(stats["skipped"]))
+                if self.bad_streak == 0 and stats["skipped"]:  # just rolled back: restart the log window
+                    sums, count, t0 = {}, 0, time.perf_counter()
+                    bar.n = self.step
+                    bar.refresh()
+                    continue
                 for k, v in stats.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
                 count += 1
@@ -257,6 +328,7 @@ class Trainer:
                 if self.step % t.log_every == 0 or done:
                     elapsed = time.perf_counter() - t0
                     values = {k: float(v) / count for k, v in sums.items()}
+                    values["skipped"] = float(sums["skipped"])  # a count, not a mean
                     values["img_per_s"] = images_per_step * count / max(elapsed, 1e-9)
                     values["kimg"] = self.step * images_per_step / 1000
                     values["g_lr"] = self.opt_g.param_groups[0]["lr"]
