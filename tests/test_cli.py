@@ -167,7 +167,7 @@ def test_train_refuses_existing_run_and_resumes(trained_run, capsys):
         (["--preset", "sagan-digits", "--set", "training.g_lrr=1"], "did you mean 'g_lr'?"),
         (["--preset", "sagan-digits", "--set", "training.d_lr=-1"], "training.d_lr must be a positive number"),
         (["--preset", "sagan-digits", "--set", "model.image_size=20"], "power of two"),
-        (["--preset", "sagan-digits", "--set", "model.g_attention_resolutions=[32]"], "feature maps [4, 8]"),
+        (["--preset", "sagan-digits", "--set", "model.g_attention_resolutions=[32]"], "feature maps [4, 8, 16]"),
         (["--preset", "sagan-digits", "--device", "cuda:7"], ""),
     ],
 )

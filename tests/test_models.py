@@ -149,3 +149,25 @@ def test_sample_with_generator_is_reproducible_and_truncation_bounds_latents(tin
     z = G.sample_latents(2000, torch.Generator().manual_seed(0), truncation=0.5)
     assert z.abs().max() <= 0.5 and z.std() > 0.2  # truncated, not collapsed
     assert len(list(G.attention.values())) == 1 and isinstance(G.attention["8"], SelfAttention2d)
+
+
+def test_full_resolution_layers_add_a_block_at_image_size():
+    cfg = SAGANConfig(image_size=16, channels=1, z_dim=8, g_conv_dim=32, d_conv_dim=32,
+                      g_attention_resolutions=(16,), d_attention_resolutions=(16,), full_resolution_layers=True)
+    G, D = SAGANGenerator(cfg), SAGANDiscriminator(cfg)
+    assert _trace(G, torch.randn(2, 8)) == [
+        ("blocks", (2, 64, 4, 4)),
+        ("blocks", (2, 32, 8, 8)),
+        ("blocks", (2, 16, 16, 16)),
+        ("attention", (2, 16, 16, 16)),
+        ("to_image", (2, 1, 16, 16)),
+    ]
+    assert (G.to_image.kernel_size, G.to_image.stride) == ((3, 3), (1, 1)) and not has_spectral_norm(G.to_image)
+    assert _trace(D, torch.randn(2, 1, 16, 16)) == [
+        ("blocks", (2, 16, 16, 16)),
+        ("attention", (2, 16, 16, 16)),
+        ("blocks", (2, 32, 8, 8)),
+        ("blocks", (2, 64, 4, 4)),
+        ("to_logit", (2, 1, 1, 1)),
+    ]
+    assert D.blocks[0][0].stride == (1, 1) and has_spectral_norm(D.blocks[0][0])

@@ -73,9 +73,16 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"
     tensorboard: bool = True
+    amp: str = "auto"  # CUDA mixed precision: auto (bf16 where supported, else fp16), bf16, fp16, off
+    channels_last: bool = False
+    compile: bool = False  # torch.compile G and D (opt-in: on CPU it does not pay for training)
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
     nan_patience: int = 5  # consecutive non-finite steps before rolling back to the last checkpoint
     nan_lr_factor: float = 0.5  # learning-rate scale applied at each rollback
     max_rollbacks: int = 3
+    eval_every: int | None = None  # steps between evaluations of the EMA generator (FID, ...); None / 0: off
+    eval_num: int = 2000  # generated images per evaluation
+    eval_features: str = "auto"  # auto (classifier for digits, Inception otherwise), inception, digits or FILE
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every", "nan_patience"):
@@ -101,12 +108,20 @@ class TrainingConfig:
             )
         if self.gp_weight is not None and self.gp_weight < 0:
             raise UserError(f"training.gp_weight must be >= 0, got {self.gp_weight!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise UserError(f"training.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         if not 0 < self.nan_lr_factor <= 1:
             raise UserError(f"training.nan_lr_factor must be in (0, 1], got {self.nan_lr_factor!r}")
         if not isinstance(self.max_rollbacks, int) or self.max_rollbacks < 0:
             raise UserError(f"training.max_rollbacks must be >= 0, got {self.max_rollbacks!r}")
         if self.drift < 0:
             raise UserError(f"training.drift must be >= 0, got {self.drift!r}")
+        if self.eval_every is not None and (
+            isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0
+        ):
+            raise UserError(f"training.eval_every must be an integer >= 0 (0 or null: off), got {self.eval_every!r}")
+        if isinstance(self.eval_num, bool) or not isinstance(self.eval_num, int) or self.eval_num < 2:
+            raise UserError(f"training.eval_num must be an integer >= 2, got {self.eval_num!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -30,6 +30,14 @@ def make_grid(images: torch.Tensor, ncol: int, padding: int = 2, pad_value: int 
     return grid
 
 
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at ``size`` pixels (Pillow >= 10.1 with FreeType), else its small bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
 def _to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
 
@@ -50,18 +58,22 @@ def save_grid(
     img = _to_pil(grid).convert("RGB")
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    left = 28 if row_labels else 0
-    top = 18 if title else 0
+    font = _font(14)
+    left = 12 + max((int(font.getlength(str(label))) for label in row_labels), default=0) if row_labels else 0
+    top = 24 if title or row_labels else 0
     if left or top:
         canvas = Image.new("RGB", (img.width + left, img.height + top), "white")
         canvas.paste(img, (left, top))
         draw = ImageDraw.Draw(canvas)
         if title:
-            draw.text((left + 2, 3), title, fill="black")
-        if row_labels:
+            draw.text((left + 2, 4), title, fill="black", font=font)
+        if row_labels:  # one row per class: the label sits centred on its row, right-aligned
             cell = (images.shape[-2] + 1) * scale
+            scalable = isinstance(font, ImageFont.FreeTypeFont)  # the bitmap fallback cannot anchor text
             for r, label in enumerate(row_labels):
-                draw.text((3, top + r * cell + cell // 2 - 5), str(label), fill="black")
+                y = top + r * cell + cell // 2
+                xy, anchor = ((left - 5, y), "rm") if scalable else ((3, y - 5), None)
+                draw.text(xy, str(label), fill="black", font=font, anchor=anchor)
         img = canvas
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
-"""Model families: SAGAN (and the registry that finds families by name)."""
+"""Model families: SAGAN, SN-GAN, DCGAN (and the registry that finds families by name)."""
 
 from gankit.models.base import Discriminator, Generator, ModelConfig
+from gankit.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
 from gankit.models.registry import (
     FAMILIES,
     build_discriminator,
@@ -9,8 +10,12 @@ from gankit.models.registry import (
     model_config_from_dict,
 )
 from gankit.models.sagan import SAGANConfig, SAGANDiscriminator, SAGANGenerator
+from gankit.models.sngan import SNGANConfig, SNGANDiscriminator, SNGANGenerator
 
 __all__ = [
+    "DCGANConfig",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
     "FAMILIES",
     "Discriminator",
     "Generator",
@@ -18,6 +23,9 @@ __all__ = [
     "SAGANConfig",
     "SAGANDiscriminator",
     "SAGANGenerator",
+    "SNGANConfig",
+    "SNGANDiscriminator",
+    "SNGANGenerator",
     "build_discriminator",
     "build_generator",
     "get_family",

@@ -7,7 +7,10 @@ from typing import Any
 
 from gankit.errors import UserError
 from gankit.models.base import Discriminator, Generator, ModelConfig, did_you_mean
+from gankit.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
+from gankit.models.pgan import PGANConfig, ProgressiveDiscriminator, ProgressiveGenerator
 from gankit.models.sagan import SAGANConfig, SAGANDiscriminator, SAGANGenerator
+from gankit.models.sngan import SNGANConfig, SNGANDiscriminator, SNGANGenerator
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,9 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "sagan": Family("sagan", SAGANConfig, SAGANGenerator, SAGANDiscriminator),
+    "pgan": Family("pgan", PGANConfig, ProgressiveGenerator, ProgressiveDiscriminator),
+    "sngan": Family("sngan", SNGANConfig, SNGANGenerator, SNGANDiscriminator),
+    "dcgan": Family("dcgan", DCGANConfig, DCGANGenerator, DCGANDiscriminator),
 }
 
 

@@ -48,13 +48,18 @@ class SAGANConfig(ModelConfig):
     embedding_spectral_norm: bool = True  # SN on the projection embedding (when d_spectral_norm is on)
     sn_power_iterations: int = 1
     d_leaky_slope: float = 0.1
+    # Off in the port. On: G gets one more up-block to full resolution and a 3x3 conv to the image, D a 3x3
+    # conv at full resolution before its first down-block. Small images (16x16) otherwise get nets only two
+    # blocks deep, which learn slowly.
+    full_resolution_layers: bool = False
 
     def g_resolutions(self) -> list[int]:
-        """Feature-map sizes of G's blocks: 4, 8, ..., S/2."""
-        return [2**i for i in range(2, self.image_size.bit_length() - 1)]
+        """Feature-map sizes of G's blocks: 4, 8, ..., S/2 (..., S with ``full_resolution_layers``)."""
+        top = self.image_size.bit_length() - (0 if self.full_resolution_layers else 1)
+        return [2**i for i in range(2, top)]
 
     def d_resolutions(self) -> list[int]:
-        """Feature-map sizes of D's blocks: S/2, ..., 4."""
+        """Feature-map sizes after D's layers: (S,) S/2, ..., 4."""
         return self.g_resolutions()[::-1]
 
     def width(self, conv_dim: int, resolution: int) -> int:
@@ -127,7 +132,11 @@ class SAGANGenerator(Generator):
             if r in cfg.g_attention_resolutions:
                 self.attention[str(r)] = _attention(cfg, out_ch)
             in_ch = out_ch
-        self.to_image = nn.ConvTranspose2d(in_ch, cfg.channels, 4, 2, 1)  # no SN on the last layer (port)
+        # no SN on the last layer (port)
+        if cfg.full_resolution_layers:
+            self.to_image: nn.Module = nn.Conv2d(in_ch, cfg.channels, 3, 1, 1)
+        else:
+            self.to_image = nn.ConvTranspose2d(in_ch, cfg.channels, 4, 2, 1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y, z.shape[0])
@@ -154,7 +163,9 @@ class SAGANDiscriminator(Discriminator):
         in_ch = cfg.channels
         for r in cfg.d_resolutions():
             out_ch = cfg.width(cfg.d_conv_dim, r)
-            conv = maybe_spectral_norm(nn.Conv2d(in_ch, out_ch, 4, 2, 1), sn, n_iter)
+            stride_one = r == cfg.image_size  # the full-resolution layer keeps the size
+            conv = nn.Conv2d(in_ch, out_ch, 3, 1, 1) if stride_one else nn.Conv2d(in_ch, out_ch, 4, 2, 1)
+            conv = maybe_spectral_norm(conv, sn, n_iter)
             self.blocks.append(nn.Sequential(conv, nn.LeakyReLU(cfg.d_leaky_slope)))
             if r in cfg.d_attention_resolutions:
                 self.attention[str(r)] = _attention(cfg, out_ch)

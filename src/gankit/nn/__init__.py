@@ -1,6 +1,7 @@
-"""Layers: self-attention, spectral-norm helpers, conditional norms."""
+"""Layers: self-attention, spectral-norm helpers, conditional norms, Progressive GAN layers."""
 
 from gankit.nn.attention import SelfAttention2d
+from gankit.nn.equalized import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm
 from gankit.nn.norms import ConditionalBatchNorm2d
 from gankit.nn.spectral import (
     fold_spectral_norm,
@@ -12,6 +13,10 @@ from gankit.nn.spectral import (
 
 __all__ = [
     "ConditionalBatchNorm2d",
+    "EqualizedConv2d",
+    "EqualizedLinear",
+    "MinibatchStdDev",
+    "PixelNorm",
     "SelfAttention2d",
     "fold_spectral_norm",
     "has_spectral_norm",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -9,6 +11,23 @@ import torch.nn.functional as F
 from torch import nn
 
 AttentionVariant = Literal["port", "biggan"]
+
+_FORCE_EXPLICIT = False
+
+
+@contextlib.contextmanager
+def reference_attention() -> Iterator[None]:
+    """Within this context every :class:`SelfAttention2d` uses the explicit bmm + softmax path.
+
+    For checking a whole model against the reference formulation, and for counting the model's FLOPs without
+    the fused path's zero padding.
+    """
+    global _FORCE_EXPLICIT
+    previous, _FORCE_EXPLICIT = _FORCE_EXPLICIT, True
+    try:
+        yield
+    finally:
+        _FORCE_EXPLICIT = previous
 
 
 class SelfAttention2d(nn.Module):
@@ -73,6 +92,8 @@ class SelfAttention2d(nn.Module):
         q, k, v = self._project(x)
         if return_attention:
             return self._explicit(x, q, k, v)
+        if _FORCE_EXPLICIT:
+            return self._explicit(x, q, k, v)[0]
         # Fused path: same math without materialising the N x N map. SAGAN has no 1/sqrt(d) scaling, so
         # scale=1.0. The fused CPU kernel needs equal head dims; zero-padding q and k to v's width keeps every
         # dot product q_i . k_j unchanged.

@@ -52,8 +52,13 @@ def fold_spectral_norm(module: nn.Module) -> nn.Module:
     """Replace every spectral-norm parametrization by its current effective weight (in place).
 
     The module must be in eval mode so that the folded weight equals what the module computes.
+    ``copy.deepcopy`` of a parametrized module shares its generated class (e.g. ``ParametrizedConv2d``) and
+    removal deletes the ``weight`` property from that class, which would break every copy (the EMA generator is
+    one): each module gets a private copy of its class first.
     """
     for child in list(module.modules()):
         if has_spectral_norm(child):
+            cls = type(child)
+            child.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
             parametrize.remove_parametrizations(child, "weight", leave_parametrized=True)
     return module

@@ -1,0 +1,265 @@
+"""Image folders of any depth (CelebA layout) and class folders (one sub-folder per class).
+
+Listing is deterministic (relative paths sorted part by part, code point order), hidden files and folders
+(``.name``, ``__MACOSX``) are ignored. Every other file is checked once before training (header, and a cheap
+completeness test, see :func:`gankit.data.decode.check_file`): a file that cannot be used is skipped with a
+one-line warning naming it, or, with ``strict``, is an error. Images smaller than the model size are upscaled
+with a warning (an error with ``strict``). Nothing under the folder is ever written.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from gankit.data.decode import IMAGE_EXTENSIONS, BadImage, check_file, decode_file, info, is_image_name, warn
+from gankit.errors import UserError
+
+MAX_WARNINGS_PER_KIND = 20  # one line per file up to this many, then a count (a 200k-image folder stays readable)
+PARALLEL_CHECK_MIN = 2000  # below this, checking in-process is faster than starting a pool
+IGNORED_DIRS = {"__MACOSX"}
+
+_EXTENSIONS_TEXT = " ".join(IMAGE_EXTENSIONS)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name in IGNORED_DIRS
+
+
+def list_files(root: Path) -> list[str]:
+    """Relative POSIX paths of every non-hidden file under ``root`` (any depth, following directory links once),
+    sorted part by part so ``a/b.jpg`` and ``a.jpg`` have a fixed, platform-independent order."""
+    out: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree: walk each real folder once
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        rel = Path(dirpath).relative_to(root).parts
+        out.extend((*rel, f) for f in filenames if not _hidden(f))
+    out.sort()
+    return ["/".join(parts) for parts in out]
+
+
+@dataclass
+class FolderIndex:
+    """The usable images of a folder: ``files`` (relative paths, sorted), ``labels`` ``(N,)`` int64 or None."""
+
+    root: Path
+    files: list[str]
+    labels: np.ndarray | None = None
+    classes: list[str] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    upscaled: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _check_one(path: str) -> tuple[int, int] | str:
+    try:
+        return check_file(path)
+    except BadImage as exc:
+        return str(exc)
+
+
+def _check_all(paths: Sequence[str], workers: int, progress: bool | None) -> list[tuple[int, int] | str]:
+    """``check_file`` on every path: ``(w, h)`` or the reason it is bad; in worker processes for big folders."""
+    bar = dict(total=len(paths), desc="checking images", unit="img", disable=None if progress is None else not progress)
+    if workers > 0 and len(paths) >= PARALLEL_CHECK_MIN:
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with ctx.Pool(workers) as pool:
+            return list(tqdm(pool.imap(_check_one, paths, chunksize=64), **bar))
+    if len(paths) < PARALLEL_CHECK_MIN:
+        bar["disable"] = True
+    return [_check_one(p) for p in tqdm(paths, **bar)]
+
+
+class _Warnings:
+    """One line per file, up to :data:`MAX_WARNINGS_PER_KIND` per kind, then a count."""
+
+    def __init__(self, emit: Callable[[str], None] = warn) -> None:
+        self.counts: dict[str, int] = {}
+        self.emit = emit
+
+    def __call__(self, kind: str, message: str) -> None:
+        n = self.counts[kind] = self.counts.get(kind, 0) + 1
+        if n <= MAX_WARNINGS_PER_KIND:
+            self.emit(message)
+
+    def finish(self) -> None:
+        for kind, n in self.counts.items():
+            if n > MAX_WARNINGS_PER_KIND:
+                self.emit(f"... and {n - MAX_WARNINGS_PER_KIND} more {kind} not shown")
+
+
+def scan_folder(
+    root: str | os.PathLike,
+    *,
+    size: int,
+    labels: bool = False,
+    strict: bool = False,
+    workers: int = 0,
+    progress: bool | None = None,
+    quiet: bool = False,
+) -> FolderIndex:
+    """List, check and label an image folder for a model of ``size x size``.
+
+    ``labels``: one sub-folder per class, class ids by sorted folder name (images at any depth below each).
+    Raises :class:`UserError` for a missing path, an empty folder, a folder without images, a class folder
+    without images and, with ``strict``, for the first bad or too-small file.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"--data {root} does not exist; check the path")
+    if not root.is_dir():
+        raise UserError(f"--data {root} is a file, not an image folder; give the folder that holds the images")
+    files = list_files(root)
+    if not files:
+        raise UserError(f"--data {root} is empty; put the training images ({_EXTENSIONS_TEXT}) in it")
+    images = [f for f in files if is_image_name(f)]
+    if not images:
+        raise UserError(
+            f"--data {root} holds {len(files)} files but no images ({_EXTENSIONS_TEXT}, any case); "
+            "check the path, or pass --dataset for MNIST / CIFAR-10 files"
+        )
+
+    classes: list[str] | None = None
+    if labels:
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not _hidden(d.name))
+        if not classes:
+            raise UserError(
+                f"class labels (--labels subdirs, or a conditional model) need one sub-folder per class but {root} "
+                "has none; put each class's images in its own sub-folder, or train unconditionally"
+            )
+        loose = [f for f in images if "/" not in f]
+        if loose:
+            raise UserError(
+                f"class labels come from sub-folders, but {root / loose[0]} is not inside one ({len(loose)} such "
+                "images); move them into a class sub-folder, or train unconditionally"
+            )
+
+    warnings = _Warnings(lambda m: None) if quiet else _Warnings()
+    skipped: list[tuple[str, str]] = []
+
+    def skip(rel: str, reason: str) -> None:
+        if strict:
+            raise UserError(f"{root / rel}: {reason}; remove or replace it, or drop --strict to skip bad files")
+        skipped.append((rel, reason))
+        warnings("skipped files", f"skipped {root / rel}: {reason}")
+
+    results = dict(zip(images, _check_all([str(root / f) for f in images], workers, progress), strict=True))
+    good: list[str] = []
+    upscaled: list[str] = []
+    for rel in files:  # in listing order, so --strict names the first bad file
+        res = results.get(rel)
+        if res is None:
+            skip(rel, f"not an image file (extension {Path(rel).suffix or 'none'})")
+            continue
+        if isinstance(res, str):
+            skip(rel, res)
+            continue
+        w, h = res
+        if min(w, h) < size:
+            if strict:
+                raise UserError(
+                    f"{root / rel} is {w}x{h}, smaller than the model's {size}x{size}; remove it, train a smaller "
+                    "model, or drop --strict to upscale it"
+                )
+            upscaled.append(rel)
+            warnings("upscaled images", f"upscaling {root / rel}: {w}x{h} is smaller than the model's {size}x{size}")
+        good.append(rel)
+    warnings.finish()
+    if not good:
+        raise UserError(
+            f"none of the {len(images)} image files under {root} could be read (see the warnings above); "
+            "replace them with valid images"
+        )
+
+    label_array = None
+    if classes is not None:
+        class_of = {c: i for i, c in enumerate(classes)}
+        label_array = np.array([class_of[f.split("/", 1)[0]] for f in good], dtype=np.int64)
+        counts = np.bincount(label_array, minlength=len(classes))
+        empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+        if empty:
+            raise UserError(
+                f"class folder {root / empty[0]} has no usable images; add images to it or remove the folder"
+            )
+    index = FolderIndex(root, good, label_array, classes, skipped, upscaled)
+    if not quiet:
+        parts = [f"{len(good)} images in {root}"]
+        if classes is not None:
+            parts.append(f"{len(classes)} classes")
+        if skipped:
+            parts.append(f"skipped {len(skipped)} bad file{'s' if len(skipped) != 1 else ''} (named above)")
+        if upscaled:
+            parts.append(f"{len(upscaled)} upscaled")
+        info("data: " + ", ".join(parts))
+    return index
+
+
+class FolderDataset:
+    """Decodes the images of a :class:`FolderIndex` on demand to uint8 ``(C, S, S)``.
+
+    Paths live in one NumPy bytes array rather than a list of str, so forked DataLoader workers do not copy them
+    page by page through reference counting.
+    """
+
+    def __init__(self, index: FolderIndex, size: int, channels: int) -> None:
+        self.root = str(index.root)
+        self.paths = np.array([os.fsencode(p) for p in index.files], dtype=np.bytes_)  # any file-name bytes
+        self.labels = index.labels
+        self.classes = index.classes
+        self.size, self.channels = size, channels
+        self._bad: dict[int, str] = {}  # per process: files that failed to decode after passing the check
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def path(self, i: int) -> str:
+        return os.path.join(self.root, os.fsdecode(self.paths[i]))
+
+    def decode(self, i: int) -> np.ndarray:
+        """uint8 ``(C, S, S)`` of image ``i``; :class:`BadImage` when it cannot be decoded."""
+        if i in self._bad:
+            raise BadImage(self._bad[i])
+        try:
+            return decode_file(self.path(i), self.size, self.channels)
+        except BadImage as exc:
+            self._bad[i] = str(exc)
+            raise
+
+    def decode_batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None, list[tuple[str, str]]]:
+        """``(images uint8 (B, C, S, S), labels (B,) or None, failures [(path, reason)])``.
+
+        A file that passed the check but fails to decode (damage inside the data) is replaced by the next
+        readable image in the listing, so the batch keeps its size and the run goes on; the caller reports it.
+        """
+        n = len(self)
+        out = np.empty((len(indices), self.channels, self.size, self.size), np.uint8)
+        chosen = np.empty(len(indices), np.int64)
+        failures: list[tuple[str, str]] = []
+        for k, i in enumerate(indices):
+            j = int(i)
+            for _ in range(n):
+                try:
+                    out[k] = self.decode(j)
+                    break
+                except BadImage as exc:
+                    failures.append((self.path(j), str(exc)))
+                    j = (j + 1) % n
+            else:
+                raise UserError(f"none of the images under {self.root} can be decoded any more; check the folder")
+            chosen[k] = j
+        labels = self.labels[chosen] if self.labels is not None else None
+        return out, labels, failures

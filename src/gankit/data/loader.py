@@ -1,0 +1,432 @@
+"""Opening a dataset by name or by looking at ``--data PATH``, and the batch streams the trainer draws from.
+
+Every batch stream has the trainer's interface: ``next() -> (images float32 (B, C, S, S) in [-1, 1] on the
+device, labels int64 (B,) or None)``, ``state_dict()`` / ``load_state_dict()`` (the sampler's epoch and index,
+saved in checkpoints) and ``len()`` (images in the dataset). Indices come from an :class:`InfiniteSampler`
+(shuffled every epoch, resumable, sharded per rank). Images travel as uint8 until they reach the device.
+
+- :class:`ArrayBatches`: uint8 arrays in memory or memory-mapped (MNIST, CIFAR-10, a ``gankit prepare`` cache).
+- :class:`FolderBatches`: image files decoded on the fly by DataLoader worker processes, a whole batch per task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from gankit.data.cache import is_cache_file, open_cache
+from gankit.data.cifar import cifar10_classes, load_cifar10, looks_like_cifar10
+from gankit.data.decode import fit_arrays, info, warn
+from gankit.data.digits import NUM_DIGIT_CLASSES, digits_tensor
+from gankit.data.folder import FolderDataset, scan_folder
+from gankit.data.mnist import load_mnist, looks_like_mnist
+from gankit.data.sampler import InfiniteSampler
+from gankit.errors import UserError
+
+DATASETS = ("auto", "folder", "mnist", "cifar10", "digits", "cache")
+LABEL_MODES = ("none", "subdirs")
+
+
+def default_workers() -> int:
+    """Decoding processes when ``data.num_workers`` is unset: one core is left to the training process."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, n - 1))
+
+
+def worker_init(_worker_id: int) -> None:
+    # Workers only run Pillow; torch's thread pool in each of them would oversubscribe the cores training uses.
+    torch.set_num_threads(1)
+
+
+def detect_dataset(path: str | Path) -> str:
+    """``folder``, ``mnist``, ``cifar10`` or ``cache`` from what is at ``path``."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--data {p} does not exist; check the path")
+    if p.is_file():
+        if is_cache_file(p):
+            return "cache"
+        if looks_like_mnist(p):
+            return "mnist"
+        if looks_like_cifar10(p):
+            return "cifar10"
+        raise UserError(
+            f"--data {p} is a file gankit does not recognise; give an image folder, MNIST's IDX files, CIFAR-10's "
+            "data_batch_*.bin, or a cache from gankit prepare (or name the format with --dataset)"
+        )
+    if looks_like_mnist(p):
+        return "mnist"
+    if looks_like_cifar10(p):
+        return "cifar10"
+    return "folder"
+
+
+def load_arrays(kind: str, path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(images uint8 (N, C, H, W), labels int64 (N,), class names)`` of an MNIST or CIFAR-10 source."""
+    if kind == "mnist":
+        x, y = load_mnist(path, split)
+        return x, y, [str(i) for i in range(max(10, int(y.max()) + 1))]  # MNIST and its drop-ins: 10 classes
+    if kind == "cifar10":
+        x, y = load_cifar10(path, split)
+        return x, y, cifar10_classes(path)
+    raise ValueError(kind)
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+
+class DataBatches(Protocol):
+    """What the trainer draws real images from."""
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(images float32 (B, C, S, S) in [-1, 1] on the device, labels int64 (B,) or None)``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+class _SamplerState:
+    """The shared ``state_dict`` / ``load_state_dict`` / ``len`` of the batch streams."""
+
+    sampler: InfiniteSampler
+
+    def __len__(self) -> int:
+        return self.sampler.size
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = int(state["sampler"].get("size", self.sampler.size))
+        if saved != self.sampler.size:
+            warn(
+                f"the data now has {self.sampler.size} images but had {saved} when the checkpoint was saved; "
+                "the run continues with a different data order"
+            )
+        self.sampler.load_state_dict({**state["sampler"], "size": self.sampler.size})
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 ``(B, C, H, W)`` -> float32 in [-1, 1] on ``device``; the conversion runs there (4x fewer bytes moved)."""
+    x = x.to(device, non_blocking=True)
+    return x.float().div_(127.5).sub_(1.0)
+
+
+class ArrayBatches(_SamplerState):
+    """Batches gathered from a uint8 array ``(N, C, S, S)`` (in RAM or an ``np.memmap``) and labels ``(N,)``."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray | None,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.device = batch_size, torch.device(device)
+        self.pin = self.device.type == "cuda"
+        self.sampler = InfiniteSampler(len(images), seed=seed, rank=rank, world_size=world_size)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self.sampler.next_indices(self.batch_size).numpy()
+        x = torch.from_numpy(np.asarray(self.images[idx]))  # one gather; from a memmap, straight from the page cache
+        if self.pin:
+            x = x.pin_memory()
+        y = torch.from_numpy(self.labels[idx]).to(self.device) if self.labels is not None else None
+        return _to_device(x, self.device), y
+
+
+class TensorBatches:
+    """Batches from an in-memory image tensor ``(N, C, H, W)`` in [-1, 1] and labels ``(N,)``.
+
+    Indices come from an :class:`InfiniteSampler`; the position is part of the checkpoint.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.device = batch_size, device
+        self.sampler = InfiniteSampler(len(images), seed=seed, rank=rank, world_size=world_size)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self.sampler.next_indices(self.batch_size)
+        x = self.images[idx].to(self.device, non_blocking=True)
+        y = self.labels[idx].to(self.device, non_blocking=True) if self.labels is not None else None
+        return x, y
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+
+class _IndexStream:
+    """The DataLoader's sampler: ``(indices, sampler state after them)`` forever.
+
+    The DataLoader draws ahead of the training loop to keep its workers busy, so the sampler's own position runs
+    ahead of what was consumed; each batch carries the position after it, and the consumer keeps that one.
+    """
+
+    def __init__(self, sampler: InfiniteSampler, batch_size: int) -> None:
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def __iter__(self) -> Iterator[tuple[list[int], dict[str, Any]]]:
+        while True:
+            idx = self.sampler.next_indices(self.batch_size).tolist()
+            yield idx, self.sampler.state_dict()
+
+
+class _BatchDecoder:
+    """Map-style dataset whose item is a whole batch: ``(uint8 tensor, labels, failures, state)``."""
+
+    def __init__(self, ds: FolderDataset, with_labels: bool) -> None:
+        self.ds, self.with_labels = ds, with_labels
+
+    def __getitem__(self, item: tuple[list[int], dict[str, Any]]):
+        indices, state = item
+        try:
+            x, y, failures = self.ds.decode_batch(indices)
+        except UserError as exc:  # handed back as a value: DataLoader would wrap it in a multi-line traceback
+            return None, None, str(exc), state
+        labels = torch.from_numpy(y) if (self.with_labels and y is not None) else None
+        return torch.from_numpy(x), labels, failures, state
+
+
+class FolderBatches(_SamplerState):
+    """Batches decoded on the fly from a :class:`FolderDataset` by ``num_workers`` processes (0: in-process).
+
+    Memory is pinned on CUDA so the copy to the GPU overlaps. A file that passed the listing check but fails to
+    decode is replaced by the next image, warned about once, and counted in :attr:`failed` (``strict``: error).
+    """
+
+    def __init__(
+        self,
+        ds: FolderDataset,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        with_labels: bool = True,
+        strict: bool = False,
+        prefetch: int = 2,
+    ) -> None:
+        self.ds, self.batch_size, self.device = ds, batch_size, torch.device(device)
+        self.num_workers, self.with_labels, self.strict, self.prefetch = num_workers, with_labels, strict, prefetch
+        self.sampler = InfiniteSampler(len(ds), seed=seed, rank=rank, world_size=world_size)
+        self._consumed = self.sampler.state_dict()
+        self._iter: Iterator | None = None
+        self.failed: dict[str, str] = {}
+
+    def _start(self) -> Iterator:
+        from torch.utils.data import DataLoader
+
+        self.sampler.load_state_dict(self._consumed)  # prefetched-but-unused batches are drawn again
+        loader = DataLoader(
+            _BatchDecoder(self.ds, self.with_labels),
+            batch_size=None,
+            sampler=_IndexStream(self.sampler, self.batch_size),
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=worker_init if self.num_workers else None,
+            prefetch_factor=self.prefetch if self.num_workers else None,
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._iter is None:
+            self._iter = self._start()
+        x, y, failures, state = next(self._iter)
+        if isinstance(failures, str):
+            raise UserError(failures)
+        self._consumed = state
+        for path, reason in failures:
+            if self.strict:
+                raise UserError(f"{path}: {reason}; remove or replace it, or drop --strict to skip bad files")
+            if path not in self.failed:
+                self.failed[path] = reason
+                warn(f"skipped {path}: {reason} (replaced by the next image; {len(self.failed)} so far)")
+        return _to_device(x, self.device), (y.to(self.device) if y is not None else None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": dict(self._consumed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.close()
+        super().load_state_dict(state)
+        self._consumed = self.sampler.state_dict()
+
+    def close(self) -> None:
+        """Stop the worker processes (a new ``next()`` starts them again)."""
+        if self._iter is not None:
+            shutdown = getattr(self._iter, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self._iter = None
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+@dataclass
+class DataSource:
+    """An opened dataset: ``kind`` (``folder``, ``mnist``, ...), its ``path``, class names (None: no labels), and
+    what :meth:`batches` streams from (uint8 arrays, a folder, or the digits' float tensors)."""
+
+    kind: str
+    path: str | None
+    classes: list[str] | None
+    images: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    folder: FolderDataset | None = None
+    tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+    num_workers: int = 0
+    strict: bool = False
+
+    def __len__(self) -> int:
+        if self.folder is not None:
+            return len(self.folder)
+        if self.tensors is not None:
+            return len(self.tensors[0])
+        assert self.images is not None
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes is not None else 0
+
+    def batches(
+        self,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device | str,
+        rank: int = 0,
+        world_size: int = 1,
+        with_labels: bool = True,
+    ) -> ArrayBatches | FolderBatches:
+        """The infinite batch stream of this dataset (labels only when ``with_labels`` and the data has them)."""
+        device = torch.device(device)
+        kw: dict[str, Any] = dict(batch_size=batch_size, seed=seed, device=device, rank=rank, world_size=world_size)
+        if self.folder is not None:
+            return FolderBatches(
+                self.folder, num_workers=self.num_workers, with_labels=with_labels, strict=self.strict, **kw
+            )
+        if self.tensors is not None:
+            x, y = self.tensors
+            use = with_labels and self.classes is not None
+            return TensorBatches(x, y if use else None, **kw)  # type: ignore[return-value]
+        assert self.images is not None
+        use = with_labels and self.classes is not None
+        return ArrayBatches(self.images, self.labels if use else None, **kw)
+
+
+def open_dataset(
+    dataset: str,
+    path: str | None,
+    *,
+    image_size: int,
+    channels: int,
+    split: str = "train",
+    labels: str | None = None,
+    strict: bool = False,
+    num_workers: int | None = None,
+    conditional: bool = False,
+    progress: bool | None = None,
+) -> DataSource:
+    """Open ``dataset`` (``auto``: detected from ``path``) for a ``channels x image_size x image_size`` model.
+
+    ``labels``: ``subdirs`` (class folders), ``none``, or None to use class folders exactly when the model is
+    ``conditional``. Image folders are listed and checked here; their pixels are decoded later, by the batches.
+    """
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if labels is not None and labels not in LABEL_MODES:
+        raise UserError(f"--labels {labels!r} is unknown; use subdirs (one sub-folder per class) or none")
+    if channels not in (1, 3):
+        raise UserError(f"model.channels must be 1 or 3 for image data, got {channels}")
+    if num_workers is not None and (
+        isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+    ):
+        raise UserError(
+            f"data.num_workers must be an integer >= 0 (0: decode in the training process), got {num_workers!r}"
+        )
+    if not isinstance(strict, bool):
+        raise UserError(f"data.strict must be true or false, got {strict!r}")
+    if dataset == "digits":
+        if path is not None:
+            raise UserError("the built-in digits dataset takes no --data path; drop --data or set data.dataset")
+        if labels == "subdirs":
+            raise UserError("--labels subdirs is for image folders; the digits carry their own labels")
+        x, y = digits_tensor(split, image_size, channels)
+        return DataSource("digits", None, [str(i) for i in range(NUM_DIGIT_CLASSES)], tensors=(x, y))
+    if path is None:
+        hint = "an image folder" if dataset in ("folder", "auto") else f"the {dataset} files"
+        raise UserError(f"dataset {dataset!r} needs a path: pass --data PATH ({hint})")
+    kind = detect_dataset(path) if dataset == "auto" else dataset
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--data {p} does not exist; check the path")
+    if labels == "subdirs" and kind != "folder":
+        raise UserError(f"--labels subdirs is for image folders; {kind} data carries its own labels")
+    workers = default_workers() if num_workers is None else int(num_workers)
+    if kind == "folder":
+        use_labels = labels == "subdirs" or (labels is None and conditional)
+        index = scan_folder(p, size=image_size, labels=use_labels, strict=strict, workers=workers, progress=progress)
+        folder = FolderDataset(index, image_size, channels)
+        return DataSource("folder", str(p), index.classes, folder=folder, num_workers=workers, strict=strict)
+    if kind == "cache":
+        if not is_cache_file(p):
+            raise UserError(f"{p} is not a gankit cache; make one with gankit prepare --data PATH --out FILE")
+        images, y, header = open_cache(p)
+        if header["size"] != image_size:
+            raise UserError(
+                f"cache {p} holds {header['size']}x{header['size']} images but the model is {image_size}x{image_size}; "
+                f"run gankit prepare --size {image_size} again, or set --set model.image_size={header['size']}"
+            )
+        if header["channels"] != channels:
+            raise UserError(
+                f"cache {p} holds {header['channels']}-channel images but the model has {channels}; "
+                f"run gankit prepare --channels {channels} again"
+            )
+        classes = header.get("classes") if labels != "none" else None
+        info(f"data: {len(images)} images from cache {p} (prepared from {header.get('source')})")
+        return DataSource("cache", str(p), classes, images=images, labels=y if classes else None)
+    if kind in ("mnist", "cifar10"):
+        x, y, classes = load_arrays(kind, p, split)
+        if min(x.shape[2:]) < image_size:
+            warn(f"upscaling {kind}'s {x.shape[2]}x{x.shape[3]} images to the model's {image_size}x{image_size}")
+        x = fit_arrays(x, image_size, channels)
+        info(f"data: {len(x)} {kind} images ({split}) from {p}, {len(classes)} classes")
+        return DataSource(kind, str(p), classes if labels != "none" else None, images=x, labels=y)
+    raise UserError(f"--dataset {kind} is not a dataset that reads --data; choose one of: {', '.join(DATASETS)}")

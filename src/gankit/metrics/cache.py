@@ -1,0 +1,67 @@
+"""The user cache directory and the real-data feature cache.
+
+``GANKIT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/gankit``, else ``~/.cache/gankit``. Real-data features
+are stored per (dataset, split, size, channels, extractor weights, image count) under ``stats/``, so a second
+evaluation against the same data does not run the feature network over the real images again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from gankit.errors import UserError
+from gankit.training.checkpoint import atomic_write
+
+CACHE_ENV = "GANKIT_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """gankit's cache folder (created on demand by writers)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gankit"
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    """A short stable hex digest of a JSON-able key."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def cached_features(
+    key: dict[str, Any], compute: Callable[[], torch.Tensor], *, use_cache: bool = True
+) -> tuple[torch.Tensor, bool]:
+    """``(features (N, d) float32, was_cached)``: loaded from ``stats/<digest>.safetensors`` or computed and saved.
+
+    ``key`` names everything the features depend on; it is stored in the file's metadata and compared on load.
+    A corrupt cache file is recomputed and replaced.
+    """
+    path = cache_dir() / "stats" / f"{key_digest(key)}.safetensors"
+    meta_key = json.dumps(key, sort_keys=True)
+    if use_cache and path.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                stored = (f.metadata() or {}).get("key")
+            if stored == meta_key:
+                return load_file(str(path))["features"], True
+        except (SafetensorError, OSError, KeyError, ValueError):
+            pass  # recompute below
+    features = compute().detach().float().cpu().contiguous()
+    if use_cache:
+        data = save({"features": features}, metadata={"key": meta_key})
+        try:
+            atomic_write(path, lambda f: f.write(data))
+        except (OSError, UserError):  # a read-only or full cache is not fatal: the result is still correct
+            pass
+    return features, False

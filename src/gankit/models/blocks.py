@@ -1,0 +1,166 @@
+"""Building blocks shared by the SN-GAN and DCGAN families.
+
+- :class:`LayerMaker`: initialise a fresh layer (DCGAN's ``N(0, 0.02)``, Xavier, or PyTorch's default) and
+  then, when asked, put spectral norm on it. Initialising first matters: spectral norm's persistent power
+  iteration vectors ``u``, ``v`` are started from the weight at registration.
+- :class:`Norm2d`: batch norm, or conditional batch norm (per-class gain and bias) for class-conditional models.
+- :class:`GConvBlock` / :class:`DConvBlock`: (transposed) convolution, optional (conditional) batch norm,
+  activation, the DCGAN-style layers.
+- :class:`GResBlock` / :class:`DResBlock`: the residual blocks of the SN-GAN paper's ResNets (Miyato et al.
+  2018, appendix; after Gulrajani et al.'s WGAN-GP ResNet).
+- :func:`projection`: the projection discriminator term ``<embed(y), sum_hw phi(x)>`` (Miyato & Koyama 2018).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gankit.nn import ConditionalBatchNorm2d, maybe_spectral_norm
+
+INIT_SCHEMES = ("normal", "xavier", "default")
+
+
+def init_layer(module: nn.Module, scheme: str, gain: float = 1.0) -> nn.Module:
+    """Initialise one fresh layer in place and return it.
+
+    ``normal``: convolution, linear and embedding weights ``N(0, 0.02)``, batch-norm gains ``N(1, 0.02)``, all
+    biases 0 (DCGAN, Radford et al. 2016). ``xavier``: Xavier-uniform weights with ``gain`` (the SN-GAN
+    ResNets use ``sqrt(2)`` inside residual branches and 1 elsewhere), biases 0. ``default``: PyTorch's own.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init scheme {scheme!r}; use one of {INIT_SCHEMES}")
+    if scheme == "default":
+        return module
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        if scheme == "normal":
+            nn.init.normal_(module.weight, 0.0, 0.02)
+        else:
+            nn.init.xavier_uniform_(module.weight, gain)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d) and module.affine and scheme == "normal":
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+    return module
+
+
+class LayerMaker:
+    """``make(layer, gain=1.0)``: initialise ``layer`` with ``init`` and wrap it in spectral norm when ``sn``."""
+
+    def __init__(self, *, init: str, sn: bool, n_power_iterations: int = 1) -> None:
+        self.init, self.sn, self.n_power_iterations = init, sn, n_power_iterations
+
+    def __call__(self, layer: nn.Module, gain: float = 1.0) -> nn.Module:
+        return maybe_spectral_norm(init_layer(layer, self.init, gain), self.sn, self.n_power_iterations)
+
+
+class Norm2d(nn.Module):
+    """``BatchNorm2d`` (``num_classes == 0``) or :class:`ConditionalBatchNorm2d`; ``forward(x (B, C, H, W),
+    y (B,) | None) -> (B, C, H, W)``."""
+
+    def __init__(self, channels: int, num_classes: int, init: str) -> None:
+        super().__init__()
+        self.conditional = num_classes > 0
+        self.norm = (
+            ConditionalBatchNorm2d(channels, num_classes)
+            if self.conditional
+            else init_layer(nn.BatchNorm2d(channels), init)
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.norm(x, y) if self.conditional else self.norm(x)
+
+
+class GConvBlock(nn.Module):
+    """``conv`` (usually transposed), (conditional) batch norm, ReLU: ``(B, C_in, H, W) -> (B, C_out, H', W')``."""
+
+    def __init__(self, conv: nn.Module, out_channels: int, num_classes: int, init: str) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = Norm2d(out_channels, num_classes, init)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x), y))
+
+
+class DConvBlock(nn.Module):
+    """``conv``, optional batch norm, LeakyReLU(``slope``): ``(B, C_in, H, W) -> (B, C_out, H', W')``."""
+
+    def __init__(self, conv: nn.Module, out_channels: int, *, batch_norm: bool, slope: float, init: str) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = init_layer(nn.BatchNorm2d(out_channels), init) if batch_norm else None
+        self.slope = slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        if self.norm is not None:
+            h = self.norm(h)
+        return F.leaky_relu(h, self.slope)
+
+
+class GResBlock(nn.Module):
+    """SN-GAN generator block: ``BN, ReLU, up x2 (nearest), conv3x3, BN, ReLU, conv3x3`` plus the shortcut
+    ``up x2, conv1x1``. ``(B, C_in, H, W) -> (B, C_out, 2H, 2W)``; batch norms are conditional when
+    ``num_classes > 0``."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, num_classes: int, make: LayerMaker) -> None:
+        super().__init__()
+        root2 = math.sqrt(2)
+        self.norm1 = Norm2d(in_channels, num_classes, make.init)
+        self.conv1 = make(nn.Conv2d(in_channels, out_channels, 3, 1, 1), root2)
+        self.norm2 = Norm2d(out_channels, num_classes, make.init)
+        self.conv2 = make(nn.Conv2d(out_channels, out_channels, 3, 1, 1), root2)
+        self.shortcut = make(nn.Conv2d(in_channels, out_channels, 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.norm1(x, y)), scale_factor=2, mode="nearest")
+        h = self.conv2(F.relu(self.norm2(self.conv1(h), y)))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class DResBlock(nn.Module):
+    """SN-GAN discriminator block: ``ReLU, conv3x3, ReLU, conv3x3[, avg-pool 2]`` plus a shortcut (a 1x1 conv
+    when the width changes or it downsamples). The ``optimized`` first block takes the image directly: no
+    leading ReLU, and the shortcut pools before its 1x1 conv. ``(B, C_in, H, W) -> (B, C_out, H', W')`` with
+    ``H' = H / 2`` when downsampling."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, downsample: bool, optimized: bool, make: LayerMaker
+    ) -> None:
+        super().__init__()
+        if optimized and not downsample:
+            raise ValueError("the optimized first block always downsamples")
+        root2 = math.sqrt(2)
+        self.downsample, self.optimized = downsample, optimized
+        self.conv1 = make(nn.Conv2d(in_channels, out_channels, 3, 1, 1), root2)
+        self.conv2 = make(nn.Conv2d(out_channels, out_channels, 3, 1, 1), root2)
+        learnable = in_channels != out_channels or downsample
+        self.shortcut = make(nn.Conv2d(in_channels, out_channels, 1)) if learnable else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.optimized else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.downsample:
+            h = F.avg_pool2d(h, 2)
+        if self.optimized:
+            return h + self.shortcut(F.avg_pool2d(x, 2))
+        sc = x if self.shortcut is None else self.shortcut(x)
+        return h + (F.avg_pool2d(sc, 2) if self.downsample else sc)
+
+
+def projection(embed: nn.Module | None, y: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:
+    """``<embed(y), sum_hw features>`` per sample ``(B,)``, or 0 for an unconditional discriminator.
+
+    ``features`` is ``(B, C, H, W)`` (or already pooled ``(B, C)``); ``embed`` maps class ids to ``C``.
+    """
+    if embed is None:
+        return features.new_zeros(())
+    if y is None:
+        raise ValueError("this discriminator is class-conditional: call D(x, y)")
+    pooled = features.sum(dim=(2, 3)) if features.dim() == 4 else features
+    return (embed(y) * pooled).sum(dim=1)

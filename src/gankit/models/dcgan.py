@@ -1,0 +1,126 @@
+"""Plain DCGAN (Radford, Metz, Chintala 2016): the baseline without spectral norm or attention.
+
+Generator: ``z -> (B, z_dim, 1, 1)``, ConvT k4 s1 to ``(B, w(4), 4, 4)``, then ConvT k4 s2 p1 doubling the
+resolution up to ``S/2`` (each with batch norm and ReLU), a last ConvT k4 s2 p1 to ``channels`` and tanh.
+Discriminator: Conv k4 s2 p1 halving from ``S`` down to 4x4, LeakyReLU 0.2, batch norm on every conv but the
+first, and a last k4 valid conv to one logit. The width at feature size ``r`` is ``conv_dim * (S / 2) / r``
+(512-256-128-64 at 64x64 with ``conv_dim 64``, as in the paper). Weights ``N(0, 0.02)``, BN gains
+``N(1, 0.02)``. Train it with the non-saturating BCE loss and Adam ``2e-4``, betas ``(0.5, 0.999)``.
+
+For comparisons the same switches as the other families exist: spectral norm per network
+(``g_spectral_norm`` on every G layer but the last, ``d_spectral_norm`` on every D layer), ``d_batch_norm``,
+and a class-conditional form (conditional BN in G, projection discriminator) with ``num_classes > 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from gankit.errors import UserError
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
+from gankit.models.blocks import INIT_SCHEMES, DConvBlock, GConvBlock, LayerMaker, projection
+
+
+@dataclasses.dataclass(frozen=True)
+class DCGANConfig(ModelConfig):
+    """Defaults are the DCGAN paper's 64x64 model (z 100, widths 64, no SN)."""
+
+    family = "dcgan"
+
+    image_size: int = 64
+    channels: int = 3
+    z_dim: int = 100
+    g_conv_dim: int = 64
+    d_conv_dim: int = 64
+    num_classes: int = 0
+    g_spectral_norm: bool = False
+    d_spectral_norm: bool = False
+    embedding_spectral_norm: bool = True
+    sn_power_iterations: int = 1
+    d_batch_norm: bool = True
+    d_leaky_slope: float = 0.2
+    init: str = "normal"
+
+    def resolutions(self) -> list[int]:
+        """Feature-map sizes of G's blocks: 4, 8, ..., S/2 (D visits them in reverse)."""
+        return [2**i for i in range(2, self.image_size.bit_length() - 1)]
+
+    def width(self, conv_dim: int, resolution: int) -> int:
+        return conv_dim * (self.image_size // 2) // resolution
+
+    def validate(self) -> None:
+        check_power_of_two("image_size", self.image_size, 16, 256)
+        if self.channels not in (1, 3):
+            raise UserError(f"model.channels must be 1 or 3, got {self.channels!r}")
+        for name in ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"model.{name} must be a positive integer, got {value!r}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise UserError(f"model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes!r}")
+        if not isinstance(self.d_leaky_slope, (int, float)) or self.d_leaky_slope < 0:
+            raise UserError(f"model.d_leaky_slope must be >= 0, got {self.d_leaky_slope!r}")
+        if self.init not in INIT_SCHEMES:
+            raise UserError(f"model.init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
+
+
+class DCGANGenerator(Generator):
+    """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1]."""
+
+    def __init__(self, cfg: DCGANConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
+        self.image_size, self.channels = cfg.image_size, cfg.channels
+        make = LayerMaker(init=cfg.init, sn=cfg.g_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
+        self.blocks = nn.ModuleList()
+        in_ch = cfg.z_dim
+        for r in cfg.resolutions():
+            out_ch = cfg.width(cfg.g_conv_dim, r)
+            conv = nn.ConvTranspose2d(in_ch, out_ch, 4, 1, 0) if r == 4 else nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1)
+            self.blocks.append(GConvBlock(make(conv), out_ch, cfg.num_classes, cfg.init))
+            in_ch = out_ch
+        self.to_image = LayerMaker(init=cfg.init, sn=False)(nn.ConvTranspose2d(in_ch, cfg.channels, 4, 2, 1))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_labels(y, z.shape[0])
+        h = z.reshape(z.shape[0], self.z_dim, 1, 1)
+        for block in self.blocks:
+            h = block(h, y)
+        return torch.tanh(self.to_image(h))
+
+
+class DCGANDiscriminator(Discriminator):
+    """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (plus the projection term when conditional)."""
+
+    def __init__(self, cfg: DCGANConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.num_classes = cfg.num_classes
+        make = LayerMaker(init=cfg.init, sn=cfg.d_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
+        self.blocks = nn.ModuleList()
+        in_ch = cfg.channels
+        for i, r in enumerate(cfg.resolutions()[::-1]):
+            out_ch = cfg.width(cfg.d_conv_dim, r)
+            conv = make(nn.Conv2d(in_ch, out_ch, 4, 2, 1))
+            batch_norm = cfg.d_batch_norm and i > 0  # DCGAN: no BN on the first D layer
+            self.blocks.append(DConvBlock(conv, out_ch, batch_norm=batch_norm, slope=cfg.d_leaky_slope, init=cfg.init))
+            in_ch = out_ch
+        self.to_logit = make(nn.Conv2d(in_ch, 1, 4))
+        embed_make = LayerMaker(
+            init=cfg.init,
+            sn=cfg.d_spectral_norm and cfg.embedding_spectral_norm,
+            n_power_iterations=cfg.sn_power_iterations,
+        )
+        self.embed = embed_make(nn.Embedding(cfg.num_classes, in_ch)) if cfg.num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = x
+        for block in self.blocks:
+            h = block(h)
+        return self.to_logit(h).reshape(x.shape[0]) + projection(self.embed, y, h)

@@ -1,0 +1,104 @@
+"""Data-parallel training on ``torch.distributed`` (launched by ``torchrun``).
+
+Each process (rank) draws its own shard of the data and its own latents; after every backward the gradients
+are averaged across ranks with one flattened ``all_reduce`` per network, and buffers (batch-norm statistics,
+spectral-norm vectors) are broadcast from rank 0, so all ranks hold identical G and D after every step.
+Gradient all-reduce (as NVlabs' StyleGAN2-ADA / StyleGAN3 training loops do) rather than wrapping G and D in
+``DistributedDataParallel``: a GAN step runs D several times before one backward (real, fake, the gradient
+penalty's double backward) and freezes D during G's step, all of which DDP's reducer does not support.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo otherwise)."""
+    if not launched_by_torchrun():
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def current() -> DistInfo:
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo()
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if current().enabled:
+        dist.barrier()
+
+
+def average_gradients(params: list[nn.Parameter]) -> None:
+    """Replace each gradient by its mean over the ranks (one collective for all of them)."""
+    world = current().world_size
+    grads = [p.grad for p in params if p.grad is not None]
+    if world == 1 or not grads:
+        return
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world
+    for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+        g.copy_(synced)
+
+
+def all_ranks_true(flag: bool, device: torch.device) -> bool:
+    """True only if ``flag`` holds on every rank (so every rank makes the same skip decision)."""
+    if not current().enabled:
+        return flag
+    t = torch.tensor([0.0 if flag else 1.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() == 0.0)
+
+
+def broadcast_state(module: nn.Module, *, buffers_only: bool = False) -> None:
+    """Copy rank 0's parameters (unless ``buffers_only``) and buffers to every rank."""
+    if not current().enabled:
+        return
+    tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
+    for t in tensors:
+        dist.broadcast(t.data, src=0)
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Re-run ``gankit <argv>`` under torchrun with ``nproc`` processes on this node; returns its exit code."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "gankit", *argv]
+    return subprocess.call(cmd)
