@@ -92,7 +92,8 @@ def test_nproc_flag_launches_torchrun(monkeypatch, tmp_path):
 
     calls = []
     monkeypatch.setattr(distributed, "launch", lambda n, argv: calls.append((n, argv)) or 0)
-    assert main(["train", "--preset", "sagan-digits", "--nproc", "2", "--out", str(tmp_path / "r"), "--steps", "3"]) == 0
+    argv = ["train", "--preset", "sagan-digits", "--nproc", "2", "--out", str(tmp_path / "r"), "--steps", "3"]
+    assert main(argv) == 0
     assert calls == [(2, ["train", "--preset", "sagan-digits", "--out", str(tmp_path / "r"), "--steps", "3"])]
     assert not (tmp_path / "r").exists()  # the launcher itself writes nothing
     assert torch.distributed.is_available()

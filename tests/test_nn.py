@@ -177,3 +177,15 @@ def test_conditional_batchnorm_equals_bn_then_class_gain_and_bias():
     torch.testing.assert_close(cbn(x, y), expected)
     # running statistics follow plain BN too
     torch.testing.assert_close(cbn.bn.running_mean, bn.running_mean)
+
+
+@pytest.mark.parametrize("variant", ["port", "biggan"])
+def test_fast_path_really_uses_a_fused_kernel(variant):
+    """The N x N map must not be materialised: no bmm / softmax in the fast path's forward and backward."""
+    block = _attention(64, variant)
+    x = torch.randn(2, 64, 16, 16, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        block(x).square().sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::bmm" not in names and "aten::_softmax" not in names
+    assert any("scaled_dot_product" in n and "math" not in n for n in names)

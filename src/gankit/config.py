@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 
@@ -85,7 +84,8 @@ class TrainingConfig:
     eval_features: str = "auto"  # auto (classifier for digits, Inception otherwise), inception, digits or FILE
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every", "nan_patience"):
+        positive = ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every", "nan_patience")
+        for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"training.{name} must be an integer >= 1, got {value!r}")

@@ -38,12 +38,12 @@ def key_digest(key: dict[str, Any]) -> str:
 
 
 def cached_features(
-    key: dict[str, Any], compute: Callable[[], torch.Tensor], *, use_cache: bool = True
-) -> tuple[torch.Tensor, bool]:
-    """``(features (N, d) float32, was_cached)``: loaded from ``stats/<digest>.safetensors`` or computed and saved.
+    key: dict[str, Any], compute: Callable[[], dict[str, torch.Tensor]], *, use_cache: bool = True
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """``({"features": (N, d), ...} float32, was_cached)``: from ``stats/<digest>.safetensors`` or computed and saved.
 
-    ``key`` names everything the features depend on; it is stored in the file's metadata and compared on load.
-    A corrupt cache file is recomputed and replaced.
+    ``compute()`` returns named tensors (features, optionally logits). ``key`` names everything they depend on;
+    it is stored in the file's metadata and compared on load. A corrupt cache file is recomputed and replaced.
     """
     path = cache_dir() / "stats" / f"{key_digest(key)}.safetensors"
     meta_key = json.dumps(key, sort_keys=True)
@@ -54,14 +54,14 @@ def cached_features(
             with safe_open(str(path), framework="pt") as f:
                 stored = (f.metadata() or {}).get("key")
             if stored == meta_key:
-                return load_file(str(path))["features"], True
+                return load_file(str(path)), True
         except (SafetensorError, OSError, KeyError, ValueError):
             pass  # recompute below
-    features = compute().detach().float().cpu().contiguous()
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in compute().items()}
     if use_cache:
-        data = save({"features": features}, metadata={"key": meta_key})
+        data = save(tensors, metadata={"key": meta_key})
         try:
             atomic_write(path, lambda f: f.write(data))
         except (OSError, UserError):  # a read-only or full cache is not fatal: the result is still correct
             pass
-    return features, False
+    return tensors, False

@@ -235,6 +235,7 @@ class Evaluator:
         )
         self.metrics = metrics
         self._real: dict[str, tuple[torch.Tensor, bool]] = {}
+        self._real_logits: dict[str, torch.Tensor] = {}
 
     def _metrics_for(self, has_logits: bool) -> tuple[str, ...]:
         if self.metrics is not None:
@@ -269,14 +270,12 @@ class Evaluator:
         loader = self.data.reference if split == "reference" else self.data.heldout
         if loader is None:
             raise ValueError(f"{self.data.description} has no {split} split")
-        count: dict[str, int] = {}
 
-        def compute() -> torch.Tensor:
+        def compute() -> dict[str, torch.Tensor]:
             images, _ = loader()
             images = _subsample(images, MAX_REFERENCE, 0)
-            count["n"] = len(images)
-            f, _ = self._extract(_batches(images, self.batch_size), len(images), f"real {split}")
-            return f
+            f, lg = self._extract(_batches(images, self.batch_size), len(images), f"real {split}")
+            return {"features": f} if lg is None else {"features": f, "logits": lg}
 
         key = {
             "dataset": self.data.key,
@@ -288,9 +287,12 @@ class Evaluator:
             "sha256": self.extractor.sha256,
             "max": MAX_REFERENCE,
             "gankit": __version__,
+            "format": 2,  # features and logits
         }
-        feats, hit = cached_features(key, compute, use_cache=self.use_cache)
-        self._real[split] = (feats.double(), hit)
+        tensors, hit = cached_features(key, compute, use_cache=self.use_cache)
+        self._real[split] = (tensors["features"].double(), hit)
+        if "logits" in tensors:
+            self._real_logits[split] = tensors["logits"].double()
         return self._real[split]
 
     def score_features(self, fake: torch.Tensor, logits: torch.Tensor | None, seed: int = 0) -> dict[str, float]:
@@ -339,12 +341,8 @@ class Evaluator:
         except UserError:  # e.g. MNIST without its test files: no baseline, not an error
             return None
         real, _ = self.real_features("reference")
-        logits = None
-        metrics = self._metrics_for(self.extractor.num_logits is not None)
-        if "is" in metrics:  # the held-out logits are not cached: recompute them (cheap for the classifier)
-            images, _ = self.data.heldout()
-            _, logits = self._extract(_batches(images, self.batch_size), len(images), "real heldout")
-        return compute_metrics(real, feats, logits, metrics, seed=seed), len(feats)
+        logits = self._real_logits.get("heldout")
+        return compute_metrics(real, feats, logits, self._metrics_for(logits is not None), seed=seed), len(feats)
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -176,11 +176,12 @@ class SNGANDiscriminator(Discriminator):
         d, c, m = cfg.d_conv_dim, cfg.channels, cfg.bottom_width()
         conv_block = dict(batch_norm=cfg.d_batch_norm, slope=cfg.d_leaky_slope, init=cfg.init)
         if cfg.arch == "mnist":
+            # k4 s2 p1: 28 -> 14 -> 7, then a 7x7 conv to one logit: every pixel reaches it (see the module doc)
             self.blocks = nn.ModuleList(
-                DConvBlock(make(nn.Conv2d(i, o, 4, 2)), o, **conv_block) for i, o in ((c, d), (d, 2 * d))
+                DConvBlock(make(nn.Conv2d(i, o, 4, 2, 1)), o, **conv_block) for i, o in ((c, d), (d, 2 * d))
             )
             feature_channels = 2 * d
-            self.to_logit = make(nn.Conv2d(2 * d, 1, 4, 2))
+            self.to_logit = make(nn.Conv2d(2 * d, 1, 7))
         elif cfg.arch == "cnn":
             # (in, out, kernel, stride): k3 s1 keeps the size, k4 s2 p1 halves it
             specs = [(c, d, 3, 1), (d, d, 4, 2), (d, 2 * d, 3, 1), (2 * d, 2 * d, 4, 2)]

@@ -101,7 +101,10 @@ class SelfAttention2d(nn.Module):
         if pad > 0:
             q = F.pad(q, (0, pad))
             k = F.pad(k, (0, pad))
-        o = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=1.0)
+        # The fused kernels also need a unit stride in the last dim: v is a transposed view, so copy it once
+        # (without this the dispatcher silently falls back to the N x N math path).
+        q, k, v = (t.contiguous().unsqueeze(1) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         return self._finish(x, o.squeeze(1))
 
     def _explicit(
