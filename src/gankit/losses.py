@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from gankit.errors import UserError
+from gankit.nn.attention import reference_attention
 
 Critic = Callable[..., torch.Tensor]
 
@@ -64,7 +65,10 @@ def gradient_penalty(
     device = generator.device if generator is not None else real.device
     eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=device).to(real)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat) if labels is None else critic(x_hat, labels)
+    # The penalty is differentiated twice; fused attention kernels have no double backward, so the critic
+    # runs its attention in the explicit (differentiable twice) formulation here.
+    with reference_attention():
+        out = critic(x_hat) if labels is None else critic(x_hat, labels)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
