@@ -44,13 +44,23 @@ def test_mnist_preset_is_the_article_model_and_makes_28x28():
     ]
     x = G(torch.randn(2, 64))
     assert x.shape == (2, 1, 28, 28) and x.abs().max() <= 1
-    # D: 1 -> 16 -> 32 -> 1, all k4 s2: 28 -> 13 -> 5 -> 1
-    assert _trace(D.blocks, x, gen=False) == [(2, 16, 13, 13), (2, 32, 5, 5)]
+    # D: 1 -> 16 -> 32 -> 1, k4 s2 p1: 28 -> 14 -> 7, then k7 -> 1 (the article's unpadded 28 -> 13 -> 5 -> 1
+    # never looked at the last 6 rows and columns)
+    assert _trace(D.blocks, x, gen=False) == [(2, 16, 14, 14), (2, 32, 7, 7)]
     assert D(x).shape == (2,)
+    assert (D.to_logit.kernel_size, D.to_logit.padding) == ((7, 7), (0, 0))
     assert all(isinstance(b.norm, nn.BatchNorm2d) and b.slope == 0.2 for b in D.blocks)
     # the article's parameter counts (weights + biases + BN affine)
     assert sum(p.numel() for p in G.parameters()) == 747_841
-    assert sum(p.numel() for p in D.parameters()) == 9_105
+    assert sum(p.numel() for p in D.parameters()) == 10_161  # 272 + 32 + 8224 + 64 + (32 * 49 + 1)
+
+
+def test_mnist_discriminator_sees_every_pixel():
+    torch.manual_seed(0)
+    D = SNGANDiscriminator(tiny("mnist", d_batch_norm=False)).eval()
+    x = torch.zeros(1, 1, 28, 28, requires_grad=True)
+    D(x).sum().backward()
+    assert bool((x.grad[0, 0] != 0).all())  # each of the 784 pixels moves the logit, the bottom-right corner too
 
 
 def test_normal_init_is_dcgan_n0_002():

@@ -11,9 +11,12 @@ losses the SN-GAN paper trains with. Any loss of :mod:`gankit.losses` works with
 
 - ``mnist``: the seed article's MNIST model, 28x28 only. G: ``z (B, z_dim, 1, 1)`` -> ConvT k3 s2 -> ``4g x 3x3``
   -> ConvT k4 s1 -> ``2g x 6x6`` -> ConvT k3 s2 -> ``g x 13x13`` (each with BN + ReLU) -> ConvT k4 s2 ->
-  ``channels x 28x28``, tanh. D: SN Conv k4 s2 -> ``d x 13x13`` -> SN Conv k4 s2 -> ``2d x 5x5`` (each with BN
-  and LeakyReLU 0.2) -> SN Conv k4 s2 -> ``1 x 1x1``. No padding anywhere: that is what makes 28 come out.
-  With ``g_conv_dim 64``, ``d_conv_dim 16`` the widths are the article's 256-128-64 and 16-32.
+  ``channels x 28x28``, tanh (no padding: that is what makes 28 come out). D: SN Conv k4 s2 p1 -> ``d x 14x14``
+  -> SN Conv k4 s2 p1 -> ``2d x 7x7`` (each with BN and LeakyReLU 0.2) -> SN Conv k7 -> ``1 x 1x1``. With
+  ``g_conv_dim 64``, ``d_conv_dim 16`` the widths are the article's 256-128-64 and 16-32. One fix to the
+  article's D: its three unpadded k4 s2 convs (28 -> 13 -> 5 -> 1) drop the last row and column at each step, so
+  its logit depends only on the top-left 22x22 pixels and G is never trained on the bottom and right 6 rows and
+  columns (they stay noise); padding 1 and a last 7x7 conv make every pixel count.
 - ``cnn``: the paper's "standard CNN" (DCGAN-like). G: dense ``z -> 8g x M x M`` (BN, ReLU) with
   ``M = image_size / 8``, three ConvT k4 s2 p1 (BN, ReLU) to ``4g, 2g, g``, Conv k3 to ``channels``, tanh.
   D: Conv k3 s1 ``d``, k4 s2 ``d``, k3 s1 ``2d``, k4 s2 ``2d``, k3 s1 ``4d``, k4 s2 ``4d``, k3 s1 ``8d`` (each
