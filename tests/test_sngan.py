@@ -32,6 +32,8 @@ def test_mnist_preset_is_the_article_model_and_makes_28x28():
     cfg = model_config_from_dict(load_preset("sngan-mnist")["model"])
     assert (cfg.arch, cfg.image_size, cfg.channels, cfg.z_dim) == ("mnist", 28, 1, 64)
     assert not cfg.g_spectral_norm and cfg.d_spectral_norm and cfg.d_batch_norm and cfg.d_leaky_slope == 0.2
+    assert cfg.d_conv_dim == 64  # the preset widens D (documented departure); 16 gives the article's widths
+    cfg = dataclasses.replace(cfg, d_conv_dim=16)
     G, D = SNGANGenerator(cfg), SNGANDiscriminator(cfg)
     # G: z -> 256 (k3 s2) -> 128 (k4 s1) -> 64 (k3 s2) -> 1 (k4 s2), no padding: 1 -> 3 -> 6 -> 13 -> 28
     assert _trace(G.blocks, torch.randn(2, 64, 1, 1)) == [(2, 256, 3, 3), (2, 128, 6, 6), (2, 64, 13, 13)]

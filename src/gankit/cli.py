@@ -365,9 +365,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from gankit.export import export_generator
+    from gankit.training.checkpoint import SPECTRAL_NORM_FOLDED, read_generator_export
 
     path = export_generator(args.run, args.out, fold_sn=args.fold_sn, ema=not args.no_ema)
-    what = "with spectral norm folded" if args.fold_sn else "as trained"
+    folded = read_generator_export(path)[2].get(SPECTRAL_NORM_FOLDED) == "true"
+    what = "spectral norm folded" if folded else "no spectral norm in G to fold" if args.fold_sn else "as trained"
     print(f"gankit: wrote {path} ({'raw' if args.no_ema else 'EMA'} generator, {what})")
     return 0
 
