@@ -117,3 +117,10 @@ def test_wrong_num_classes_for_data_is_clear(tmp_path):
     cfg = resolve_config("sagan-digits", overrides={**TINY, "model": {**TINY["model"], "num_classes": 7}})
     with pytest.raises(UserError, match="num_classes is 7 but the data has 10"):
         Trainer(cfg, tmp_path, progress=False)
+
+
+def test_integer_betas_from_yaml_are_accepted(tmp_path):
+    cfg = tiny_run_config(steps=1, g_betas=[0, 0.99], d_betas=[0, 0.9])
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
+    assert trainer.opt_g.param_groups[0]["betas"] == (0.0, 0.99)
+    assert all(torch.isfinite(v) for v in trainer.train_step().values())

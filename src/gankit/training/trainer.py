@@ -83,8 +83,10 @@ class Trainer:
         self.D = build_discriminator(model_cfg).to(self.device).train()
         self._speedups()
         self.ema = EMA(self.G, t.ema_decay, t.ema_warmup)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.g_lr, betas=tuple(t.g_betas))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.d_lr, betas=tuple(t.d_betas))
+        # floats: YAML's [0, 0.99] gives an int beta, which Adam rejects
+        betas_g, betas_d = tuple(map(float, t.g_betas)), tuple(map(float, t.d_betas))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.g_lr, betas=betas_g)  # type: ignore[arg-type]
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.d_lr, betas=betas_d)  # type: ignore[arg-type]
         self.loss = AdversarialLoss(t.loss, t.gp_weight, t.drift)
         # Models that grow (Progressive GAN) follow their schedule: (scale, alpha, batch size) for every step.
         grows = getattr(self.G, "grows_progressively", False)
