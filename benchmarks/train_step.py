@@ -20,7 +20,6 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 import torch
@@ -149,21 +148,9 @@ def reference_iteration(batch: int, device: torch.device):
 
 
 def gankit_iteration(batch: int, device: torch.device):
-    from gankit.config import resolve_config
-    from gankit.data import TensorBatches
-    from gankit.training import Trainer
+    from gankit.bench import synthetic_trainer
 
-    cfg = resolve_config(
-        "sagan-celeba64",
-        overrides={
-            "training": {"batch_size": batch, "device": str(device), "tensorboard": False},
-            "data": {"dataset": "digits"},
-        },
-    )
-    real = torch.rand(max(batch, 64), 3, 64, 64) * 2 - 1
-    batches = TensorBatches(real, None, batch_size=batch, seed=0, device=device)
-    trainer = Trainer(cfg, tempfile.mkdtemp(prefix="gankit-bench-"), progress=False, batches=batches)
-    return trainer.train_step
+    return synthetic_trainer("sagan-celeba64", batch_size=batch, device=str(device)).train_step
 
 
 # ------------------------------------------------------------------------------------- measurement

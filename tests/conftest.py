@@ -26,8 +26,8 @@ def _threads():
     yield
 
 
-@pytest.fixture
-def tiny_cfg() -> SAGANConfig:
+def tiny_sagan_config() -> SAGANConfig:
+    """A 16x16 class-conditional SAGAN small enough for unit tests."""
     return SAGANConfig(
         image_size=16,
         channels=1,
@@ -38,3 +38,8 @@ def tiny_cfg() -> SAGANConfig:
         d_attention_resolutions=(8,),
         num_classes=10,
     )
+
+
+@pytest.fixture
+def tiny_cfg() -> SAGANConfig:
+    return tiny_sagan_config()

@@ -26,18 +26,9 @@ def _cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def untrained_export(tmp_path_factory) -> str:
-    from gankit.models import SAGANConfig
+    from tests.conftest import tiny_sagan_config
 
-    cfg = SAGANConfig(
-        image_size=16,
-        channels=1,
-        z_dim=16,
-        g_conv_dim=8,
-        d_conv_dim=8,
-        g_attention_resolutions=(8,),
-        d_attention_resolutions=(8,),
-        num_classes=10,
-    )
+    cfg = tiny_sagan_config()
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("eval") / "untrained.safetensors"
     save_generator(build_generator(cfg), cfg.to_dict(), path)

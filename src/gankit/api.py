@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from gankit.errors import UserError
-from gankit.models.base import Generator
+from gankit.models.base import Generator, check_state_matches
 from gankit.models.registry import build_generator, model_config_from_dict
 from gankit.nn import fold_spectral_norm
 from gankit.training.checkpoint import SPECTRAL_NORM_FOLDED, load_checkpoint, read_generator_export
@@ -15,18 +15,7 @@ from gankit.training.run import select_device
 
 
 def _load_weights(generator: Generator, state: dict[str, torch.Tensor], source: Path) -> None:
-    own = generator.state_dict()
-    for key, value in own.items():
-        if key not in state:
-            raise UserError(f"{source} does not match the model: tensor {key!r} is missing")
-        if state[key].shape != value.shape:
-            raise UserError(
-                f"{source} does not match the model: {key!r} has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(value.shape)}"
-            )
-    extra = [k for k in state if k not in own]
-    if extra:
-        raise UserError(f"{source} does not match the model: unexpected tensor {extra[0]!r}")
+    check_state_matches(generator, state, source)
     generator.load_state_dict(state)
 
 

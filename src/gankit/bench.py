@@ -72,16 +72,10 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux: the process's peak RSS
 
 
-def bench_preset(
-    preset: str,
-    *,
-    batch_size: int | None = None,
-    iters: int = 5,
-    warmup: int = 2,
-    device: str = "auto",
-    sets: list[str] | None = None,
-) -> dict[str, Any]:
-    """Time ``iters`` training iterations of ``preset`` on synthetic data (after ``warmup``)."""
+def synthetic_trainer(preset: str, *, batch_size: int | None = None, device: str = "auto",
+                      sets: list[str] | None = None):
+    """A :class:`~gankit.training.Trainer` for ``preset`` fed random images (and labels) of the model's shape,
+    writing into a temporary folder: what a benchmark times, with no dataset needed."""
     from gankit.training import Trainer
 
     training: dict[str, Any] = {"device": device, "tensorboard": False}
@@ -95,7 +89,21 @@ def bench_preset(
     images = torch.rand(n, m.channels, m.image_size, m.image_size, generator=g) * 2 - 1  # type: ignore[attr-defined]
     labels = torch.randint(m.num_classes, (n,), generator=g) if m.num_classes else None  # type: ignore[attr-defined]
     batches = TensorBatches(images, labels, batch_size=t.batch_size, seed=0, device=dev)
-    trainer = Trainer(cfg, tempfile.mkdtemp(prefix="gankit-bench-"), progress=False, batches=batches)
+    return Trainer(cfg, tempfile.mkdtemp(prefix="gankit-bench-"), progress=False, batches=batches)
+
+
+def bench_preset(
+    preset: str,
+    *,
+    batch_size: int | None = None,
+    iters: int = 5,
+    warmup: int = 2,
+    device: str = "auto",
+    sets: list[str] | None = None,
+) -> dict[str, Any]:
+    """Time ``iters`` training iterations of ``preset`` on synthetic data (after ``warmup``)."""
+    trainer = synthetic_trainer(preset, batch_size=batch_size, device=device, sets=sets)
+    dev, t = trainer.device, trainer.cfg.training
 
     with reference_attention(), FlopCounterMode(display=False) as counter:
         trainer.train_step()

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gankit.errors import UserError
-from gankit.models.base import did_you_mean
+from gankit.models.base import check_state_matches, did_you_mean
 from gankit.models.pgan import SQRT2, PGANConfig, ProgressiveGenerator, zoo_steps_per_scale
 
 ZOO_CONFIG_GLOBAL = "models.utils.config.BaseConfig"
@@ -289,19 +289,9 @@ def generator_from_state(config: ZooBaseConfig, state: dict[str, torch.Tensor], 
     cfg, alpha = pgan_config_from_zoo(config, state, source)
     generator = ProgressiveGenerator(cfg, scale=cfg.num_scales - 1)
     weights = convert_generator_state(state, source)
-    own = generator.state_dict()
-    own.pop("alpha")
-    for key, value in own.items():
-        if key not in weights:
-            raise UserError(f"{source}: the generator tensor for {key!r} is missing (the file does not fit its config)")
-        if weights[key].shape != value.shape:
-            raise UserError(
-                f"{source}: {key!r} has shape {tuple(weights[key].shape)} but the config "
-                f"(depthScale0 {cfg.depths[0]}, depthOtherScales {list(cfg.depths[1:])}) needs {tuple(value.shape)}"
-            )
-    extra = sorted(set(weights) - set(own))
-    if extra:
-        raise UserError(f"{source}: tensor {extra[0]!r} does not fit a {cfg.num_scales}-scale generator")
+    hint = (f" (its config: depthScale0 {cfg.depths[0]}, depthOtherScales {list(cfg.depths[1:])}, "
+            f"{cfg.num_scales} scales)")
+    check_state_matches(generator, weights, source, skip=("alpha",), hint=hint)  # alpha is gankit's, not stored
     generator.load_state_dict({**weights, "alpha": torch.tensor(alpha)})
     return generator.eval().requires_grad_(False)
 

@@ -150,7 +150,7 @@ class ArrayBatches(_SamplerState):
         return _to_device(x, self.device), y
 
 
-class TensorBatches:
+class TensorBatches(_SamplerState):
     """Batches from an in-memory image tensor ``(N, C, H, W)`` in [-1, 1] and labels ``(N,)``.
 
     Indices come from an :class:`InfiniteSampler`; the position is part of the checkpoint.
@@ -171,20 +171,11 @@ class TensorBatches:
         self.batch_size, self.device = batch_size, device
         self.sampler = InfiniteSampler(len(images), seed=seed, rank=rank, world_size=world_size)
 
-    def __len__(self) -> int:
-        return len(self.images)
-
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.sampler.next_indices(self.batch_size)
         x = self.images[idx].to(self.device, non_blocking=True)
         y = self.labels[idx].to(self.device, non_blocking=True) if self.labels is not None else None
         return x, y
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sampler": self.sampler.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state["sampler"])
 
 
 class _IndexStream:

@@ -65,6 +65,44 @@ class ModelConfig:
         """Raise :class:`UserError` on an impossible configuration."""
 
 
+def check_integers(cfg: ModelConfig, names: tuple[str, ...], minimum: int) -> None:
+    """Each named field is an int (not a bool) ``>= minimum``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise UserError(f"model.{name} must be {what}, got {value!r}")
+
+
+def check_conv_family(cfg: ModelConfig) -> None:
+    """The checks every conv family (SAGAN, SN-GAN, DCGAN) shares: channels, widths, classes."""
+    if cfg.channels not in (1, 3):  # type: ignore[attr-defined]
+        raise UserError(f"model.channels must be 1 or 3, got {cfg.channels!r}")  # type: ignore[attr-defined]
+    check_integers(cfg, ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"), 1)
+    n = cfg.num_classes  # type: ignore[attr-defined]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise UserError(f"model.num_classes must be >= 0 (0 = unconditional), got {n!r}")
+
+
+def check_state_matches(
+    module: nn.Module, state: dict[str, torch.Tensor], source: object, *, skip: tuple[str, ...] = (), hint: str = ""
+) -> None:
+    """Raise a one-line :class:`UserError` naming the first tensor of ``state`` that ``module`` cannot take
+    (missing, wrong shape, or unexpected); ``skip`` names module entries not expected in ``state``."""
+    own = {k: v for k, v in module.state_dict().items() if k not in skip}
+    for key, value in own.items():
+        if key not in state:
+            raise UserError(f"{source} does not match the model: tensor {key!r} is missing{hint}")
+        if state[key].shape != value.shape:
+            raise UserError(
+                f"{source} does not match the model: {key!r} has shape {tuple(state[key].shape)}, "
+                f"the model expects {tuple(value.shape)}{hint}"
+            )
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise UserError(f"{source} does not match the model: unexpected tensor {extra[0]!r}{hint}")
+
+
 def check_power_of_two(name: str, value: int, low: int, high: int) -> None:
     if not isinstance(value, int) or value < low or value > high or value & (value - 1):
         raise UserError(f"model.{name} must be a power of two from {low} to {high}, got {value!r}")

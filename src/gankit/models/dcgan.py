@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
 from gankit.models.blocks import INIT_SCHEMES, DConvBlock, GConvBlock, LayerMaker, projection
 
 
@@ -53,14 +53,7 @@ class DCGANConfig(ModelConfig):
 
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 16, 256)
-        if self.channels not in (1, 3):
-            raise UserError(f"model.channels must be 1 or 3, got {self.channels!r}")
-        for name in ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"model.{name} must be a positive integer, got {value!r}")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise UserError(f"model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes!r}")
+        check_conv_family(self)
         if not isinstance(self.d_leaky_slope, (int, float)) or self.d_leaky_slope < 0:
             raise UserError(f"model.d_leaky_slope must be >= 0, got {self.d_leaky_slope!r}")
         if self.init not in INIT_SCHEMES:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_integers, check_power_of_two
 from gankit.nn.equalized import (
     SQRT2,
     EqualizedConv2d,
@@ -92,14 +92,8 @@ class PGANConfig(ModelConfig):
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 4, 1024)
         n = self.num_scales
-        for name in ("channels", "z_dim", "fade_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"model.{name} must be a positive integer, got {value!r}")
-        for name in ("num_classes", "mbstd_group", "fade_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UserError(f"model.{name} must be an integer >= 0, got {value!r}")
+        check_integers(self, ("channels", "z_dim", "fade_every"), 1)
+        check_integers(self, ("num_classes", "mbstd_group", "fade_steps"), 0)
         for name, allow_empty in (("depths", False), ("steps_per_scale", False), ("batch_per_scale", True)):
             values = tuple(getattr(self, name))
             if allow_empty and not values:

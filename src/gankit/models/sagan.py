@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
 from gankit.nn import ConditionalBatchNorm2d, SelfAttention2d, maybe_spectral_norm, spectral_norm_all
 
 
@@ -68,13 +68,7 @@ class SAGANConfig(ModelConfig):
 
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 16, 256)
-        if self.channels not in (1, 3):
-            raise UserError(f"model.channels must be 1 or 3, got {self.channels!r}")
-        for name in ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise UserError(f"model.{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise UserError(f"model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes!r}")
+        check_conv_family(self)
         if self.attention_variant not in ("port", "biggan"):
             raise UserError(f"model.attention_variant must be 'port' or 'biggan', got {self.attention_variant!r}")
         sizes = self.g_resolutions()

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family
 from gankit.models.blocks import (
     INIT_SCHEMES,
     DConvBlock,
@@ -96,14 +96,7 @@ class SNGANConfig(ModelConfig):
             raise UserError(
                 f"model.image_size must be a multiple of 8 from 16 to 128 for arch {self.arch}, got {self.image_size!r}"
             )
-        if self.channels not in (1, 3):
-            raise UserError(f"model.channels must be 1 or 3, got {self.channels!r}")
-        for name in ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"model.{name} must be a positive integer, got {value!r}")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise UserError(f"model.num_classes must be >= 0 (0 = unconditional), got {self.num_classes!r}")
+        check_conv_family(self)
         if self.arch == "resnet" and self.d_batch_norm:
             raise UserError("model.d_batch_norm is for arch mnist / cnn; the SN-GAN ResNet D has no batch norm")
         if not isinstance(self.d_leaky_slope, (int, float)) or self.d_leaky_slope < 0:
