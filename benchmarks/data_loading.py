@@ -58,22 +58,15 @@ def rate(batches, batch: int, n_batches: int) -> float:
 
 def training_rate(batch: int, iters: int) -> float:
     """Real images the ``sagan-celeba64`` iteration (1 D + 1 G step) consumes per second at ``batch``."""
-    from gankit.config import resolve_config
-    from gankit.data import TensorBatches
-    from gankit.training import Trainer
+    from gankit.bench import synthetic_trainer
 
-    cfg = resolve_config(
-        "sagan-celeba64",
-        overrides={"training": {"batch_size": batch, "device": "cpu", "tensorboard": False}},
-    )
-    real = torch.rand(64, 3, SIZE, SIZE) * 2 - 1
-    feed = TensorBatches(real, None, batch_size=batch, seed=0, device=torch.device("cpu"))
-    trainer = Trainer(cfg, tempfile.mkdtemp(prefix="gankit-bench-"), progress=False, batches=feed)
+    trainer = synthetic_trainer("sagan-celeba64", batch_size=batch, device="cpu")
+    n_critic = trainer.cfg.training.n_critic
     trainer.train_step()  # warm-up
     t0 = time.perf_counter()
     for _ in range(iters):
         trainer.train_step()
-    return batch * cfg.training.n_critic * iters / (time.perf_counter() - t0)
+    return batch * n_critic * iters / (time.perf_counter() - t0)
 
 
 def main() -> int:

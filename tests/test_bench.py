@@ -53,3 +53,18 @@ def test_bench_cli(capsys):
                  "--device", "cpu", *sum((["--set", s] for s in TINY), [])]) == 0
     out = capsys.readouterr().out
     assert "img/s" in out and "device matmul peak" in out
+
+
+def test_synthetic_trainer_removes_its_scratch_folder():
+    import gc
+    from pathlib import Path
+
+    from gankit.bench import synthetic_trainer
+
+    trainer = synthetic_trainer("sagan-digits", batch_size=2, device="cpu", sets=TINY)
+    trainer.train_step()
+    folder = Path(trainer.scratch_dir.name)
+    assert folder.is_dir() and folder.name.startswith("gankit-bench-")
+    del trainer
+    gc.collect()
+    assert not folder.exists()

@@ -89,7 +89,11 @@ def synthetic_trainer(preset: str, *, batch_size: int | None = None, device: str
     images = torch.rand(n, m.channels, m.image_size, m.image_size, generator=g) * 2 - 1  # type: ignore[attr-defined]
     labels = torch.randint(m.num_classes, (n,), generator=g) if m.num_classes else None  # type: ignore[attr-defined]
     batches = TensorBatches(images, labels, batch_size=t.batch_size, seed=0, device=dev)
-    return Trainer(cfg, tempfile.mkdtemp(prefix="gankit-bench-"), progress=False, batches=batches)
+    # The folder lives as long as the trainer: TemporaryDirectory removes it when collected or at exit.
+    scratch = tempfile.TemporaryDirectory(prefix="gankit-bench-")
+    trainer = Trainer(cfg, scratch.name, progress=False, batches=batches)
+    trainer.scratch_dir = scratch  # type: ignore[attr-defined]
+    return trainer
 
 
 def bench_preset(
