@@ -84,6 +84,7 @@ def test_unconditional_report_flags_a_collapsed_generator():
     one_image = x[:1]
     report = digits_report(FakeUnconditional(lambda n, g: one_image.expand(n, -1, -1, -1)), per_class=10)
     assert report["classes_present"] == 1 and report["min_class_share"] == 0.0
+    assert sorted(report["recognised_class_counts"])[-1] == report["samples"]
     assert report["diversity_ratio"] < 1e-3
 
 

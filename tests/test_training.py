@@ -124,3 +124,36 @@ def test_integer_betas_from_yaml_are_accepted(tmp_path):
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
     assert trainer.opt_g.param_groups[0]["betas"] == (0.0, 0.99)
     assert all(torch.isfinite(v) for v in trainer.train_step().values())
+
+
+def test_linear_lr_decay_follows_the_step_and_survives_resume(tmp_path):
+    from gankit.training.schedules import lr_decay_factor
+
+    assert lr_decay_factor("constant", 7, 10) == 1.0
+    assert [lr_decay_factor("linear", s, 4) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+
+    cfg = tiny_run_config(steps=4, lr_decay="linear", g_lr=1e-3, d_lr=2e-3)
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "one"), progress=False)
+    seen = []
+    for _ in range(4):
+        trainer.train_step()  # the rates in force during step s are base * (1 - s / 4)
+        seen += [trainer.opt_g.param_groups[0]["lr"], trainer.opt_d.param_groups[0]["lr"]]
+    assert seen == pytest.approx([r * f for f in (1.0, 0.75, 0.5, 0.25) for r in (1e-3, 2e-3)])
+
+    # Stopped at step 2 and resumed, the run lands on the same weights as one trained straight through.
+    straight = prepare_run_dir(tmp_path / "straight")
+    Trainer(cfg, straight, progress=False).fit()
+    split = prepare_run_dir(tmp_path / "split")
+    first = Trainer(cfg, split, progress=False)
+    first.train_step(), first.train_step()
+    first.save_checkpoint()
+    second = Trainer.resume(split, progress=False)
+    assert second.step == 2 and second.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)  # for step 2
+    second.fit()
+    a, b = load_checkpoint(straight / "checkpoints/last.pt")["G"], load_checkpoint(split / "checkpoints/last.pt")["G"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_lr_decay_is_a_clear_error():
+    with pytest.raises(UserError, match="training.lr_decay must be one of constant, linear"):
+        tiny_run_config(lr_decay="cosine")

@@ -51,6 +51,9 @@ class DataConfig:
     num_workers: int | None = None  # folder decoding processes; None: one per core but one (at most 8)
 
 
+LR_DECAYS = ("constant", "linear")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     steps: int = 1_000_000
@@ -62,6 +65,7 @@ class TrainingConfig:
     d_lr: float = 4e-4
     g_betas: tuple[float, float] = (0.0, 0.9)
     d_betas: tuple[float, float] = (0.0, 0.9)
+    lr_decay: str = "constant"  # constant, or linear: both learning rates fall linearly to 0 at training.steps
     n_critic: int = 1
     ema_decay: float = 0.999
     ema_warmup: bool = True
@@ -99,6 +103,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if len(value) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in value):
                 raise UserError(f"training.{name} must be two numbers in [0, 1), got {list(value)!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise UserError(f"training.lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"training.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.loss not in LOSS_NAMES:

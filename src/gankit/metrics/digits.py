@@ -11,7 +11,7 @@ split when it has none) are scored the same way as the reference. The report giv
   held-out real images. Blurry or ambiguous digits lower it; noise sits near chance;
 - ``classes_present``: how many classes the samples are recognised as (all of them for a healthy model), and
   ``min_class_share``: the rarest recognised class's share times the class count (1 = perfectly balanced,
-  0 = a class is missing: mode dropping);
+  0 = a class is missing: mode dropping), with ``recognised_class_counts`` per class;
 - ``real_test_accuracy``: the classifier on held-out real images (the ceiling to compare with);
 - ``nn_ratio``: median distance of each sample to its nearest *training* image divided by the same median for
   held-out real images. Copies of training images drive it towards 0; ~1 means samples are as far from the
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,7 +102,7 @@ def digits_report(
     *,
     data: str | None = None,
     dataset: str = "auto",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The report above for ``generator`` (conditional or not) against the built-in digits or ``data``."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import SVC
@@ -140,7 +141,7 @@ def digits_report(
     real_pred = clf.classes_[real_prob.argmax(1)]
     counts = np.bincount(pred, minlength=num_classes)
     fake_nn, real_nn = _nn_dist(fake_f, train_f), _nn_dist(test_f, train_f)
-    report: dict[str, float] = {}
+    report: dict[str, Any] = {}
     if conditional:
         y = labels.numpy()
         report["accuracy"] = float((pred == y).mean())
@@ -154,6 +155,7 @@ def digits_report(
             "real_confidence": float(real_prob.max(1).mean()),
             "classes_present": int((counts > 0).sum()),
             "min_class_share": float(counts.min() / n * num_classes),
+            "recognised_class_counts": [int(c) for c in counts],
             "real_test_accuracy": float((real_pred == test_y_np).mean()),
             "nn_ratio": float(np.median(fake_nn) / np.median(real_nn)),
             "nn_fake_median": float(np.median(fake_nn)),

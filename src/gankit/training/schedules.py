@@ -1,4 +1,5 @@
-"""The progressive-growing schedule: which scale, fade-in weight and batch size each training step uses.
+"""Learning-rate decay (:func:`lr_decay_factor`) and the progressive-growing schedule: which scale, fade-in
+weight and batch size each training step uses.
 
 A model whose class sets ``grows_progressively = True`` (Progressive GAN) declares in its config:
 
@@ -23,6 +24,20 @@ from dataclasses import dataclass
 import torch
 
 from gankit.nn.equalized import downscale2d, upscale2d
+
+
+def lr_decay_factor(kind: str, step: int, total_steps: int) -> float:
+    """The multiplier of the base learning rates at ``step`` (0-based) of ``total_steps``.
+
+    ``constant``: 1. ``linear``: ``1 - step / total_steps``, falling from 1 at the first step towards 0 at the
+    end, as in the SN-GAN and WGAN-GP CIFAR-10 ResNet runs. A pure function of the step, so a resumed run
+    continues on the same line.
+    """
+    if kind == "constant":
+        return 1.0
+    if kind == "linear":
+        return max(0.0, 1.0 - step / total_steps)
+    raise ValueError(f"unknown learning-rate decay {kind!r}")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from gankit.training.checkpoint import load_checkpoint, save_checkpoint, save_ge
 from gankit.training.ema import EMA
 from gankit.training.logger import MetricsLogger, plot_losses
 from gankit.training.run import rng_state, seed_everything, select_device, set_rng_state
-from gankit.training.schedules import GrowthPhase, build_schedule, fade_real_images
+from gankit.training.schedules import GrowthPhase, build_schedule, fade_real_images, lr_decay_factor
 
 GRID_COLUMNS = 10
 MAX_GRID_ROWS = 16
@@ -309,6 +309,8 @@ class Trainer:
         ``skipped`` is 1 when a non-finite loss or gradient made the guard skip an update."""
         t = self.cfg.training
         batch_size = t.batch_size if self.schedule is None else self._enter_phase(self.schedule.at(self.step))
+        if t.lr_decay != "constant":
+            self._set_lr()
         ok = True
         for _ in range(t.n_critic):
             real, y_real = self.batches.next()
@@ -405,9 +407,10 @@ class Trainer:
 
     def _set_lr(self) -> None:
         t = self.cfg.training
+        factor = self.lr_scale * lr_decay_factor(t.lr_decay, self.step, t.steps)
         for opt, base in ((self.opt_g, t.g_lr), (self.opt_d, t.d_lr)):
             for group in opt.param_groups:
-                group["lr"] = base * self.lr_scale
+                group["lr"] = base * factor
 
     # ------------------------------------------------------------------------------------------- outputs
 
