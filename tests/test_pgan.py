@@ -231,6 +231,11 @@ def test_progressive_training_grows_and_resumes_mid_fade_bit_exact(tmp_path):
     assert (t2.G.scale, float(t2.G.alpha)) == (1, 0.5)  # the fade goes on where it stopped
     while t2.step < 11:
         t2.train_step()
+    # D saw 3 batches of 8, 6 of 6 and 2 of 4 (n_critic 1): the per-scale batch sizes count, also across resume
+    assert t1.images_seen == t2.images_seen == 3 * 8 + 6 * 6 + 2 * 4
+    rows = (two / "metrics.csv").read_text().splitlines()
+    kimg = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
+    assert kimg[3] == 0.024 and kimg[5] == (24 + 12) / 1000
     for a, b in ((t1.G, t2.G), (t1.D, t2.D), (t1.ema.model, t2.ema.model)):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys()

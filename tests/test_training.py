@@ -113,6 +113,53 @@ def test_prepare_run_dir_refuses_existing_run_and_foreign_folders(tmp_path):
     assert not (run / "config.yaml").exists() and (run / "notes.txt").read_text() == "keep"
 
 
+def test_new_run_dir_puts_everything_back_when_the_setup_fails(tmp_path):
+    from gankit.training import new_run_dir
+
+    # A fresh folder whose setup fails is removed, so the retry is not refused as "already holds a run".
+    with pytest.raises(UserError, match="bad data"), new_run_dir(tmp_path / "fresh"):
+        raise UserError("bad data")
+    assert not (tmp_path / "fresh").exists()
+    # An aborted start made by older versions (two empty folders) is no run either.
+    (tmp_path / "aborted" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "aborted" / "samples").mkdir()
+    with new_run_dir(tmp_path / "aborted") as run:
+        assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "samples"]
+
+    # --overwrite with a failing setup: the old run comes back byte for byte, no backup folder is left.
+    old = prepare_run_dir(tmp_path / "old")
+    (old / "config.yaml").write_text("x: 1")
+    (old / "checkpoints" / "last.pt").write_bytes(b"weights")
+    (old / "notes.txt").write_text("mine")
+    with pytest.raises(UserError), new_run_dir(old, overwrite=True) as run:
+        assert not (run / "config.yaml").exists() and not any((run / "checkpoints").iterdir())
+        (run / "classes.json").write_text("{}")  # half-written new run
+        raise UserError("typo in --data")
+    assert sorted(p.name for p in old.iterdir()) == ["checkpoints", "config.yaml", "notes.txt", "samples"]
+    assert (old / "checkpoints" / "last.pt").read_bytes() == b"weights"
+    # ... and a setup that succeeds replaces the run, keeping the user's own files.
+    with new_run_dir(old, overwrite=True):
+        pass
+    assert sorted(p.name for p in old.iterdir()) == ["checkpoints", "notes.txt", "samples"]
+    assert not any((old / "checkpoints").iterdir())
+    with pytest.raises(UserError, match="already holds a run"), new_run_dir(old):
+        pass
+
+
+def test_cli_train_with_bad_data_and_overwrite_keeps_the_old_run(tmp_path, capsys):
+    from gankit.cli import main
+
+    run = tmp_path / "run"
+    tiny = ["--set", "model.g_conv_dim=8", "--set", "model.d_conv_dim=8", "--set", "model.z_dim=16"]
+    args = ["train", "--preset", "sagan-digits", "--steps", "1", "--batch-size", "4", "--out", str(run),
+            "--no-progress", "--device", "cpu", *tiny]
+    assert main(args) == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main([*args, "--overwrite", "--data", str(tmp_path / "typo")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_wrong_num_classes_for_data_is_clear(tmp_path):
     cfg = resolve_config("sagan-digits", overrides={**TINY, "model": {**TINY["model"], "num_classes": 7}})
     with pytest.raises(UserError, match="num_classes is 7 but the data has 10"):

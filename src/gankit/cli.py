@@ -8,6 +8,7 @@ and the fix, exit status 2, no traceback (``--debug`` shows it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -215,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from gankit.config import resolve_config
-    from gankit.training import Trainer, TrainingInterrupted, distributed, prepare_run_dir
+    from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
 
     main_rank = distributed.current().is_main
     say = print if main_rank else (lambda *a, **k: None)
@@ -251,10 +252,12 @@ def _train(args: argparse.Namespace) -> int:
             print(cfg.to_yaml(), end="")
             return 0
         out = Path(args.out) if args.out else _default_out(cfg.preset)
-        if main_rank:  # rank 0 alone creates (or refuses) the run folder; the others wait for it
-            prepare_run_dir(out, overwrite=args.overwrite)
-        distributed.barrier()
-        trainer = Trainer(cfg, out, progress=progress)
+        # Rank 0 alone creates (or refuses) the run folder; the others wait for it. Should the setup fail (bad
+        # data, say), the folder goes back to how it was: an --overwrite'n run is not lost to a typo.
+        setup = new_run_dir(out, overwrite=args.overwrite) if main_rank else contextlib.nullcontext()
+        with setup:
+            distributed.barrier()
+            trainer = Trainer(cfg, out, progress=progress)
         say(
             f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for {cfg.training.steps} "
             f"steps into {out}"

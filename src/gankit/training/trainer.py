@@ -95,6 +95,7 @@ class Trainer:
         # Per-rank seeds: each process draws its own latents.
         self.noise = torch.Generator(device=self.device).manual_seed(t.seed + 1 + 1_000_003 * self.dist.rank)
         self.step = 0
+        self.images_seen = 0  # real images D has consumed, all ranks together (per-scale batch sizes included)
         self._evaluation = None  # built on the first evaluation (training.eval_every)
         self.bad_streak = 0  # consecutive steps skipped by the NaN/inf guard
         self.rollbacks = 0
@@ -200,6 +201,7 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(),
             "step": self.step,
+            "images_seen": self.images_seen,
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "G_ema": self.ema.model.state_dict(),
@@ -230,6 +232,9 @@ class Trainer:
         set_rng_state(state["rng"])
         self.noise.set_state(state["noise_rng"])
         self.step = int(state["step"])
+        t = self.cfg.training
+        default_seen = self.step * t.batch_size * t.n_critic * int(state.get("world_size", 1))  # older checkpoints
+        self.images_seen = int(state.get("images_seen", default_seen))
         guard = state.get("guard", {})
         self.rollbacks, self.lr_scale = int(guard.get("rollbacks", 0)), float(guard.get("lr_scale", 1.0))
         self._set_lr()
@@ -311,6 +316,7 @@ class Trainer:
         batch_size = t.batch_size if self.schedule is None else self._enter_phase(self.schedule.at(self.step))
         if t.lr_decay != "constant":
             self._set_lr()
+        self.images_seen += batch_size * t.n_critic * self.dist.world_size
         ok = True
         for _ in range(t.n_critic):
             real, y_real = self.batches.next()
@@ -476,14 +482,13 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
         bar = tqdm(total=t.steps, initial=self.step, unit="it", dynamic_ncols=True, disable=self._bar_disabled())
         sums: dict[str, torch.Tensor] = {}
-        count, t0 = 0, time.perf_counter()
-        images_per_step = t.batch_size * t.n_critic * self.dist.world_size
+        count, t0, seen0 = 0, time.perf_counter(), self.images_seen
         try:
             while self.step < t.steps:
                 stats = self.train_step()
                 self._guard(bool(stats["skipped"]))
                 if self.bad_streak == 0 and stats["skipped"]:  # just rolled back: restart the log window
-                    sums, count, t0 = {}, 0, time.perf_counter()
+                    sums, count, t0, seen0 = {}, 0, time.perf_counter(), self.images_seen
                     bar.n = self.step
                     bar.refresh()
                     continue
@@ -500,8 +505,8 @@ class Trainer:
                     elapsed = time.perf_counter() - t0
                     values = {k: float(v) / count for k, v in sums.items()}
                     values["skipped"] = float(sums["skipped"])  # a count, not a mean
-                    values["img_per_s"] = images_per_step * count / max(elapsed, 1e-9)
-                    values["kimg"] = self.step * images_per_step / 1000
+                    values["img_per_s"] = (self.images_seen - seen0) / max(elapsed, 1e-9)
+                    values["kimg"] = self.images_seen / 1000
                     values["g_lr"] = self.opt_g.param_groups[0]["lr"]
                     values["d_lr"] = self.opt_d.param_groups[0]["lr"]
                     values.update(attention_gammas("G", self.G))
@@ -516,7 +521,7 @@ class Trainer:
                         img_s=f"{values['img_per_s']:.0f}",
                         refresh=False,
                     )
-                    sums, count, t0 = {}, 0, time.perf_counter()
+                    sums, count, t0, seen0 = {}, 0, time.perf_counter(), self.images_seen
                 if main and (self.step % t.sample_every == 0 or done):
                     self.save_samples()
                 if self.step % t.checkpoint_every == 0 or done:
