@@ -67,6 +67,17 @@ def test_bad_files_are_skipped_with_a_warning_naming_each(tmp_path, capsys):
     assert any("7 images" in line and "skipped 4 bad files" in line for line in err)
 
 
+def test_under_torchrun_only_rank_0_warns(tmp_path, capsys, monkeypatch):
+    files = mixed_folder(tmp_path, size=16)
+    monkeypatch.setenv("RANK", "1")
+    index = scan_folder(tmp_path, size=16)
+    assert [p for p, _ in index.skipped] == files["bad"]  # the same files are skipped ...
+    assert capsys.readouterr().err == ""  # ... but only rank 0 says so
+    monkeypatch.setenv("RANK", "0")
+    scan_folder(tmp_path, size=16)
+    assert "skipped 4 bad files" in capsys.readouterr().err
+
+
 def test_strict_makes_the_first_bad_file_an_error(tmp_path):
     mixed_folder(tmp_path, size=16)
     with pytest.raises(UserError, match=r"cut\.jpg: corrupt or truncated.*drop --strict") as info:

@@ -135,3 +135,35 @@ def test_eval_config_validation():
             resolve_config("sagan-digits", overrides={**copy.deepcopy(base), "training": bad})
     cfg = resolve_config("sagan-digits", overrides={"training": {"eval_every": 0}})
     assert cfg.training.eval_every == 0 and cfg.training.eval_features == "auto"
+
+
+def _digit_pngs(root, per_class: int, class_folders: bool) -> None:
+    from PIL import Image
+
+    from gankit.data import digits_tensor
+
+    x, y = digits_tensor("test", 16, 1)
+    for c in range(10):
+        for i in torch.nonzero(y == c).flatten()[:per_class].tolist():
+            folder = root / str(c) if class_folders else root
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = ((x[i, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(folder / f"{c}_{i:04d}.png")
+
+
+def test_features_digits_reads_class_sub_folders(untrained_export, tmp_path, capsys):
+    from gankit.data.folder import has_class_folders
+
+    classes, flat = tmp_path / "classes", tmp_path / "flat"
+    _digit_pngs(classes, 12, class_folders=True)
+    _digit_pngs(flat, 12, class_folders=False)
+    assert has_class_folders(classes) and not has_class_folders(flat)
+    out = tmp_path / "m.json"
+    args = ["--checkpoint", untrained_export, "--features", "digits", "--metrics", "fid", "--num", "60"]
+    assert evaluate(*args, "--data", str(classes), "--out", str(out)) == 0
+    result = json.loads(out.read_text())
+    assert result["metrics"]["fid"] > 0 and "folder" in json.dumps(result["reference"])
+    capsys.readouterr()
+    # Without class folders there is nothing to train the classifier on: one line that says what to use.
+    assert evaluate(*args, "--data", str(flat), "--out", str(tmp_path / "x.json")) == 2
+    assert "--features inception" in capsys.readouterr().err

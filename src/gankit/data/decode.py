@@ -36,13 +36,20 @@ class BadImage(Exception):
     """A file that cannot be used as an image; the message is the reason (``corrupt or truncated ...``)."""
 
 
+def _speaks() -> bool:
+    """Under torchrun only rank 0 prints: every rank scans the same data and would repeat each line."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def warn(message: str) -> None:
-    """One warning line on stderr, in the CLI's ``gankit: ...`` style."""
-    print(f"gankit: warning: {message}", file=sys.stderr, flush=True)
+    """One warning line on stderr, in the CLI's ``gankit: ...`` style (rank 0 only)."""
+    if _speaks():
+        print(f"gankit: warning: {message}", file=sys.stderr, flush=True)
 
 
 def info(message: str) -> None:
-    print(f"gankit: {message}", file=sys.stderr, flush=True)
+    if _speaks():
+        print(f"gankit: {message}", file=sys.stderr, flush=True)
 
 
 def is_image_name(name: str) -> bool:

@@ -50,6 +50,14 @@ def list_files(root: Path) -> list[str]:
     return ["/".join(parts) for parts in out]
 
 
+def has_class_folders(root: str | os.PathLike) -> bool:
+    """True when every image under ``root`` sits inside a sub-folder and there are two or more of them: the
+    layout ``--labels subdirs`` reads as one class per sub-folder."""
+    images = [f for f in list_files(Path(root)) if is_image_name(f)]
+    tops = {f.split("/", 1)[0] for f in images}
+    return bool(images) and all("/" in f for f in images) and len(tops) >= 2
+
+
 @dataclass
 class FolderIndex:
     """The usable images of a folder: ``files`` (relative paths, sorted), ``labels`` ``(N,)`` int64 or None."""

@@ -119,6 +119,11 @@ def real_data(
     from gankit.data import detect_dataset
 
     kind = dataset if dataset not in (None, "auto") else detect_dataset(resolved)
+    if kind == "folder" and labels is None:
+        from gankit.data.folder import has_class_folders
+
+        # Class sub-folders: the same images, now with labels, so --features digits can train its classifier.
+        labels = "subdirs" if has_class_folders(resolved) else "none"
     loaded: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def reference() -> tuple[torch.Tensor, torch.Tensor | None]:
