@@ -18,7 +18,7 @@ install: $(PY)
 
 demo: install
 	$(PY) -m gankit train --preset sagan-digits --out $(DEMO_OUT) --overwrite
-	$(PY) -m gankit sample --checkpoint $(DEMO_OUT) --num 100 --balanced --seed 0 --out $(DEMO_OUT)/demo_samples
+	$(PY) -m gankit sample --checkpoint $(DEMO_OUT) --num 100 --balanced --seed 0 --out $(DEMO_OUT)/demo_samples --overwrite
 	@echo ""
 	@echo "Run folder:      $(DEMO_OUT)"
 	@echo "Sample grid:     $(DEMO_OUT)/demo_samples.png (raw images in $(DEMO_OUT)/demo_samples.npz)"

@@ -151,6 +151,31 @@ def test_sample_bad_inputs_are_one_line_errors(trained_run, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command, out, written",
+    [
+        (["sample", "--num", "4"], "grid.png", ["grid.png"]),
+        (["sample", "--num", "4"], "both", ["both.png", "both.npz"]),
+        (["sample", "--num", "3"], "pngs/", ["pngs/000002.png"]),
+        (["interpolate", "--steps", "3", "--rows", "2"], "walk", ["walk.png", "walk.npz"]),
+        (["attention"], "fig.png", ["fig.png"]),
+        (["export"], "g.safetensors", ["g.safetensors"]),
+    ],
+)
+def test_outputs_never_replace_existing_files_without_overwrite(trained_run, tmp_path, capsys, command, out, written):
+    source = [str(trained_run)] if command[0] == "export" else ["--checkpoint", str(trained_run)]
+    args = [command[0], *source, *command[1:], "--out", str(tmp_path / out)]
+    for name in written:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"the user's file")
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and "--overwrite" in err and "\n" not in err
+    assert all((tmp_path / name).read_bytes() == b"the user's file" for name in written)
+    assert run_cli(*args, "--overwrite") == 0
+    assert all((tmp_path / name).read_bytes() != b"the user's file" for name in written)
+
+
 def test_train_refuses_existing_run_and_resumes(trained_run, capsys):
     before = (trained_run / "checkpoints/last.pt").read_bytes()
     assert run_cli("train", "--preset", "sagan-digits", "--out", str(trained_run), "--steps", "2", *TINY_SETS) == 2

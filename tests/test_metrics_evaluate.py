@@ -167,3 +167,13 @@ def test_features_digits_reads_class_sub_folders(untrained_export, tmp_path, cap
     # Without class folders there is nothing to train the classifier on: one line that says what to use.
     assert evaluate(*args, "--data", str(flat), "--out", str(tmp_path / "x.json")) == 2
     assert "--features inception" in capsys.readouterr().err
+
+
+def test_evaluate_never_replaces_an_existing_json_without_overwrite(untrained_export, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    out.write_text("my notes")
+    args = ["--checkpoint", untrained_export, "--data", "digits", "--metrics", "fid", "--num", "50", "--out", str(out)]
+    assert evaluate(*args) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "my notes"
+    assert evaluate(*args, "--overwrite") == 0
+    assert "fid" in json.loads(out.read_text())["metrics"]

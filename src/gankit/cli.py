@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gankit.errors import UserError
+from gankit.errors import UserError, refuse_overwrite
 from gankit.version import __version__
 
 
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="OUT.png (grid), OUT.npz (arrays), a folder (one PNG per image), or OUT for both .png and .npz",
     )
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
     sub.add_parser("presets", help="list the presets with one-line descriptions")
 
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fold spectral norm into plain weights (same eval outputs, no u/v vectors; for deployment)",
     )
     e.add_argument("--no-ema", action="store_true", help="export the raw generator instead of its EMA")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     a = sub.add_parser("attention", help="draw the attention-map figure of a SAGAN generator")
     a.add_argument("--checkpoint", required=True, help="run folder, .pt checkpoint or .safetensors export")
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--class-id", type=int, help="class of the generated image (conditional models)")
     a.add_argument("--seed", type=int, default=0, help="random seed of the latent (default 0)")
     a.add_argument("--out", required=True, help="FIG.png to write")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     w = sub.add_parser("interpolate", help="latent walks: one row per walk between two seeded latents")
     w.add_argument("--checkpoint", required=True, help="run folder, .pt checkpoint, .safetensors export or zoo .pth")
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="STRIP.png (grid, clamped to [-1, 1] for display), FILE.npz (raw images, latents), or OUT for both",
     )
+    w.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
     v = sub.add_parser("evaluate", help="FID, KID, IS, precision/recall, density/coverage of a generator")
     v.add_argument("--checkpoint", required=True, help="run folder, .pt checkpoint, .safetensors export or .npz")
@@ -172,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.add_argument("--out", required=True, help="METRICS.json to write")
+    v.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return parser
 
 
@@ -317,6 +322,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from gankit.api import load_generator
     from gankit.images import save_grid, save_images
 
+    out = Path(args.out)
+    folder = args.out.endswith(("/", "\\")) or out.is_dir()
+    if out.suffix.lower() in (".npz", ".png"):
+        targets = {out.suffix.lower()[1:]: out}
+    elif folder:
+        targets = {}
+        refuse_overwrite((out / f"{i:06d}.png" for i in range(max(args.num, 0))), args.overwrite)
+    else:
+        targets = {"png": out.with_name(out.name + ".png"), "npz": out.with_name(out.name + ".npz")}
+    refuse_overwrite(targets.values(), args.overwrite)
     generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
     images, labels = sample_images(
         generator,
@@ -327,18 +342,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         truncation=args.truncation,
         batch_size=args.batch_size,
     )
-    out = Path(args.out)
     written: list[str] = []
-    if out.suffix.lower() == ".npz":
-        targets = {"npz": out}
-    elif out.suffix.lower() == ".png":
-        targets = {"png": out}
-    elif args.out.endswith(("/", "\\")) or out.is_dir():
+    if folder and not targets:
         save_images(images, out)
         print(f"gankit: wrote {len(images)} PNGs into {out}")
         return 0
-    else:
-        targets = {"png": out.with_name(out.name + ".png"), "npz": out.with_name(out.name + ".npz")}
     if "png" in targets:
         k = generator.num_classes
         if args.balanced and k and args.num % k == 0:  # show one row per class
@@ -370,6 +378,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gankit.export import export_generator
     from gankit.training.checkpoint import SPECTRAL_NORM_FOLDED, read_generator_export
 
+    refuse_overwrite([args.out], args.overwrite)
     path = export_generator(args.run, args.out, fold_sn=args.fold_sn, ema=not args.no_ema)
     folded = read_generator_export(path)[2].get(SPECTRAL_NORM_FOLDED) == "true"
     what = "spectral norm folded" if folded else "no spectral norm in G to fold" if args.fold_sn else "as trained"
@@ -381,6 +390,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     from gankit.api import load_generator
     from gankit.attention_figure import attention_figure
 
+    refuse_overwrite([args.out], args.overwrite)
     generator = load_generator(args.checkpoint)
     heatmaps = attention_figure(
         generator, args.out, layer=args.layer, queries=args.queries, class_id=args.class_id, seed=args.seed
@@ -396,6 +406,14 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     if args.steps < 2:
         raise UserError(f"--steps must be >= 2 for a walk between two latents, got {args.steps}")
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    targets = (
+        {suffix[1:]: out}
+        if suffix in (".png", ".npz")
+        else {"png": out.with_name(out.name + ".png"), "npz": out.with_name(out.name + ".npz")}
+    )
+    refuse_overwrite(targets.values(), args.overwrite)
     generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
     walk = latent_walks(
         generator,
@@ -405,13 +423,6 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         seed=args.seed,
         class_id=args.class_id,
         truncation=args.truncation,
-    )
-    out = Path(args.out)
-    suffix = out.suffix.lower()
-    targets = (
-        {suffix[1:]: out}
-        if suffix in (".png", ".npz")
-        else {"png": out.with_name(out.name + ".png"), "npz": out.with_name(out.name + ".npz")}
     )
     if "png" in targets:
         labels = [str(int(c)) for c in walk.labels] if generator.num_classes else None

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gankit.errors import UserError
+from gankit.errors import UserError, refuse_overwrite
 from gankit.metrics.cache import cached_features, key_digest
 from gankit.metrics.features import FeatureExtractor, build_extractor
 from gankit.metrics.prdc import DC_K, PR_K, density_coverage, precision_recall
@@ -438,6 +438,7 @@ def run_evaluate(args) -> int:
     from gankit.training.run import select_device
 
     t0 = time.perf_counter()
+    refuse_overwrite([args.out], getattr(args, "overwrite", False))
     device = select_device(args.device)
     metrics = parse_metrics(args.metrics)
     ckpt = Path(args.checkpoint)
