@@ -1,3 +1,5 @@
+import json
+
 import torch
 
 from gankit.bench import bench_preset, format_report
@@ -68,3 +70,14 @@ def test_synthetic_trainer_removes_its_scratch_folder():
     del trainer
     gc.collect()
     assert not folder.exists()
+
+
+def test_bench_json_never_replaces_an_existing_file(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("earlier numbers")
+    args = ["bench", "--preset", "sagan-digits", "--batch-size", "2", "--iters", "1", "--warmup", "1",
+            "--device", "cpu", "--json", str(out), *sum((["--set", s] for s in TINY), [])]
+    assert main(args) == 2
+    assert "--json" in capsys.readouterr().err and out.read_text() == "earlier numbers"
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads(out.read_text())["batch_size"] == 2

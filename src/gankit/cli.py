@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     b.add_argument("--json", help="also write the numbers to this JSON file")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
     p = sub.add_parser("prepare", help="decode a dataset once into a fast memory-mapped cache file")
     p.add_argument("--data", required=True, help="image folder, MNIST IDX folder or CIFAR-10 .bin folder")
@@ -472,6 +473,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from gankit.bench import bench_preset, format_report
 
+    if args.json:
+        refuse_overwrite([args.json], args.overwrite, flag="--json")
     report = bench_preset(args.preset, batch_size=args.batch_size, iters=args.iters, warmup=args.warmup,
                           device=args.device, sets=args.set)
     print(format_report(report))

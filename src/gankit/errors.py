@@ -15,11 +15,11 @@ class UserError(Exception):
     """A problem with the user's input: the message names the problem and the fix."""
 
 
-def refuse_overwrite(paths: Iterable[str | os.PathLike], overwrite: bool) -> None:
+def refuse_overwrite(paths: Iterable[str | os.PathLike], overwrite: bool, flag: str = "--out") -> None:
     """Raise a :class:`UserError` for the first of ``paths`` that exists unless ``overwrite``: an output never
     replaces a file the user had because of a repeated or mistyped ``--out``."""
     if overwrite:
         return
     for path in paths:
         if Path(path).exists():
-            raise UserError(f"--out {path} already exists; choose another path or add --overwrite to replace it")
+            raise UserError(f"{flag} {path} already exists; choose another path or add --overwrite to replace it")
