@@ -15,6 +15,7 @@ from gankit.models import (
     DCGANConfig,
     DCGANDiscriminator,
     DCGANGenerator,
+    SNGANConfig,
     build_discriminator,
     build_generator,
     get_family,
@@ -157,3 +158,14 @@ def test_dcgan_layout_matches_radford():
     assert not any(has_spectral_norm(m) for m in [*G.modules(), *D.modules()])
     with pytest.raises(UserError, match="power of two"):
         DCGANConfig.from_dict({"image_size": 28})
+
+
+@pytest.mark.parametrize("config", [DCGANConfig, SNGANConfig])
+@pytest.mark.parametrize(
+    "bad, message",
+    [({"d_leaky_slope": -0.1}, "d_leaky_slope must be >= 0"), ({"init": "he"}, "model.init must be one of normal")],
+)
+def test_block_options_are_checked_for_both_conv_families(config, bad, message):
+    kwargs = {"arch": "mnist", "image_size": 28} if config is SNGANConfig else {"image_size": 16}
+    with pytest.raises(UserError, match=message):
+        config(**kwargs, **bad).validate()

@@ -19,9 +19,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.errors import UserError
 from gankit.nn import ConditionalBatchNorm2d, maybe_spectral_norm
 
 INIT_SCHEMES = ("normal", "xavier", "default")
+
+
+def check_block_options(cfg: object) -> None:
+    """The config checks of the options these blocks take (SN-GAN and DCGAN): ``d_leaky_slope``, ``init``."""
+    slope, init = cfg.d_leaky_slope, cfg.init  # type: ignore[attr-defined]
+    if not isinstance(slope, (int, float)) or slope < 0:
+        raise UserError(f"model.d_leaky_slope must be >= 0, got {slope!r}")
+    if init not in INIT_SCHEMES:
+        raise UserError(f"model.init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
 
 
 def init_layer(module: nn.Module, scheme: str, gain: float = 1.0) -> nn.Module:

@@ -19,9 +19,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from gankit.errors import UserError
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
-from gankit.models.blocks import INIT_SCHEMES, DConvBlock, GConvBlock, LayerMaker, projection
+from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, check_block_options, projection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +53,7 @@ class DCGANConfig(ModelConfig):
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 16, 256)
         check_conv_family(self)
-        if not isinstance(self.d_leaky_slope, (int, float)) or self.d_leaky_slope < 0:
-            raise UserError(f"model.d_leaky_slope must be >= 0, got {self.d_leaky_slope!r}")
-        if self.init not in INIT_SCHEMES:
-            raise UserError(f"model.init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
+        check_block_options(self)
 
 
 class DCGANGenerator(Generator):

@@ -44,13 +44,13 @@ from torch import nn
 from gankit.errors import UserError
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family
 from gankit.models.blocks import (
-    INIT_SCHEMES,
     DConvBlock,
     DResBlock,
     GConvBlock,
     GResBlock,
     LayerMaker,
     Norm2d,
+    check_block_options,
     projection,
 )
 
@@ -99,10 +99,7 @@ class SNGANConfig(ModelConfig):
         check_conv_family(self)
         if self.arch == "resnet" and self.d_batch_norm:
             raise UserError("model.d_batch_norm is for arch mnist / cnn; the SN-GAN ResNet D has no batch norm")
-        if not isinstance(self.d_leaky_slope, (int, float)) or self.d_leaky_slope < 0:
-            raise UserError(f"model.d_leaky_slope must be >= 0, got {self.d_leaky_slope!r}")
-        if self.init not in INIT_SCHEMES:
-            raise UserError(f"model.init must be one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
+        check_block_options(self)
 
 
 class SNGANGenerator(Generator):
