@@ -44,7 +44,7 @@ def PGAN(  # noqa: N802 - the zoo's entry-point name
     ``model_name`` (``celebAHQ-256``, ``celebAHQ-512``, ``celeba``, ``DTD``) is downloaded once into the Torch Hub
     cache with its sha256 prefix checked (``check_hash``). ``pretrained=False`` gives an untrained 4x4 model.
     """
-    from gankit.compat.hub import load_hub_pgan
+    from gankit.apps.torchhub import load_hub_pgan
 
     return load_hub_pgan(
         pretrained=pretrained,

@@ -41,6 +41,11 @@ def yaml_load(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
+DATASETS = ("auto", "folder", "mnist", "cifar10", "digits", "cache")
+SPLITS = ("train", "test", "all")
+LABEL_MODES = ("none", "subdirs")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     dataset: str = "digits"  # auto (detected from path), folder, mnist, cifar10, cache, digits
@@ -49,6 +54,32 @@ class DataConfig:
     labels: str | None = None  # folders: subdirs (one sub-folder per class), none; None: subdirs iff conditional
     strict: bool = False  # a bad image file is an error instead of a skipped file
     num_workers: int | None = None  # folder decoding processes; None: one per core but one (at most 8)
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` on a value or combination training would refuse. What is at the path (does it
+        exist, is one needed for the dataset) is checked when the data is opened."""
+        if self.dataset not in DATASETS:
+            raise UserError(
+                f"data.dataset {self.dataset!r} is unknown{did_you_mean(str(self.dataset), DATASETS)}; "
+                f"choose one of: {', '.join(DATASETS)}"
+            )
+        if self.path is not None and not isinstance(self.path, str):
+            raise UserError(f"data.path must be a path (text), got {self.path!r}")
+        if self.split not in SPLITS:
+            raise UserError(f"data.split {self.split!r} is not one of {', '.join(SPLITS)}")
+        if self.labels is not None and self.labels not in LABEL_MODES:
+            raise UserError(f"--labels {self.labels!r} is unknown; use subdirs (one sub-folder per class) or none")
+        if not isinstance(self.strict, bool):
+            raise UserError(f"data.strict must be true or false, got {self.strict!r}")
+        workers = self.num_workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+            raise UserError(
+                f"data.num_workers must be an integer >= 0 (0: decode in the training process), got {workers!r}"
+            )
+        if self.dataset == "digits" and self.path is not None:
+            raise UserError("the built-in digits dataset takes no --data path; drop --data or set data.dataset")
+        if self.dataset in ("digits", "mnist", "cifar10", "cache") and self.labels == "subdirs":
+            raise UserError(f"--labels subdirs is for image folders; {self.dataset} data carries its own labels")
 
 
 LR_DECAYS = ("constant", "linear")
@@ -161,9 +192,11 @@ class RunConfig:
             raise UserError("the config has no 'model' section; start from a preset (gankit train --preset NAME)")
         training = _section(TrainingConfig, data.get("training") or {}, "training")
         training.validate()
+        data_cfg = _section(DataConfig, data.get("data") or {}, "data")
+        data_cfg.validate()
         return cls(
             model=model_config_from_dict(data["model"]),
-            data=_section(DataConfig, data.get("data") or {}, "data"),
+            data=data_cfg,
             training=training,
             preset=data.get("preset"),
             description=data.get("description") or "",

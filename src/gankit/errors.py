@@ -1,7 +1,8 @@
-"""The one exception type for mistakes a user can fix.
+"""The exceptions for mistakes a user can fix.
 
-`cli.py` catches :class:`UserError` once and prints its message as a single line (exit status 2);
-everything else is a bug and keeps its traceback.
+`cli.py` catches :class:`UserError` once and prints its message as a single line (exit status 2); everything
+else is a bug and keeps its traceback. Library functions name their parameters (:class:`ParameterError`:
+``class_id 12 is out of range ...``); the CLI shows the flag instead (``--class-id 12 is out of range ...``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,33 @@ class UserError(Exception):
     """A problem with the user's input: the message names the problem and the fix."""
 
 
-def refuse_overwrite(paths: Iterable[str | os.PathLike], overwrite: bool, flag: str = "--out") -> None:
-    """Raise a :class:`UserError` for the first of ``paths`` that exists unless ``overwrite``: an output never
-    replaces a file the user had because of a repeated or mistyped ``--out``."""
+class ParameterError(UserError):
+    """A bad value of one named parameter: ``str(exc)`` is ``"{param} {detail}"``.
+
+    ``param`` is the Python parameter name (``class_id``); the CLI prints it as its flag (``--class-id``).
+    """
+
+    def __init__(self, param: str, detail: str) -> None:
+        self.param, self.detail = param, detail
+        super().__init__(f"{param} {detail}")
+
+    def as_flag(self) -> str:
+        """The message with the parameter spelled as a command-line flag."""
+        return f"--{self.param.replace('_', '-')} {self.detail}"
+
+
+class DamagedFile(UserError):
+    """A file that exists but cannot be read (truncated, corrupt, not the expected format).
+
+    Raised by the readers of :mod:`gankit.io`; caches catch this type (and only this one) to rebuild an entry.
+    """
+
+
+def refuse_overwrite(paths: Iterable[str | os.PathLike], overwrite: bool, param: str = "out") -> None:
+    """Raise a :class:`ParameterError` for the first of ``paths`` that exists unless ``overwrite``: an output
+    never replaces a file the user had because of a repeated or mistyped output path."""
     if overwrite:
         return
     for path in paths:
         if Path(path).exists():
-            raise UserError(f"{flag} {path} already exists; choose another path or add --overwrite to replace it")
+            raise ParameterError(param, f"{path} already exists; choose another path or add --overwrite to replace it")

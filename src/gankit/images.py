@@ -1,12 +1,15 @@
-"""Image conversion and grids with Pillow and NumPy (no torchvision)."""
+"""Image conversion, PNG encoding and grids with Pillow and NumPy (no torchvision)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from gankit.io import atomic_write
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -42,17 +45,25 @@ def _to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
 
 
-def save_grid(
+def png_bytes(image: Image.Image | np.ndarray) -> bytes:
+    """A PIL image or a uint8 ``(H, W, C)`` array encoded as PNG."""
+    img = _to_pil(image) if isinstance(image, np.ndarray) else image
+    buffer = io.BytesIO()
+    img.save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def grid_image(
     images: torch.Tensor,
-    path: str | Path,
     ncol: int = 8,
     *,
     min_cell: int = 48,
     row_labels: list[str] | None = None,
     title: str | None = None,
-) -> Path:
-    """Save a grid PNG. Small images are enlarged (nearest) to at least ``min_cell`` pixels per cell so a grid
-    of 16x16 digits is readable; ``row_labels`` (e.g. class ids) and ``title`` are drawn in a white margin."""
+) -> Image.Image:
+    """A grid of ``(B, C, H, W)`` images in [-1, 1] as an RGB image. Small images are enlarged (nearest) to at
+    least ``min_cell`` pixels per cell so a grid of 16x16 digits is readable; ``row_labels`` (e.g. class ids)
+    and ``title`` are drawn in a white margin."""
     scale = max(1, -(-min_cell // images.shape[-1]))
     grid = make_grid(images, ncol, padding=1)
     img = _to_pil(grid).convert("RGB")
@@ -75,19 +86,17 @@ def save_grid(
                 xy, anchor = ((left - 5, y), "rm") if scalable else ((3, y - 5), None)
                 draw.text(xy, str(label), fill="black", font=font, anchor=anchor)
         img = canvas
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    return img
 
 
-def save_images(images: torch.Tensor, folder: str | Path, prefix: str = "") -> list[Path]:
-    """One PNG per image: ``folder/{prefix}{i:06d}.png``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, arr in enumerate(to_uint8(images)):
-        p = folder / f"{prefix}{i:06d}.png"
-        _to_pil(arr).save(p)
-        paths.append(p)
-    return paths
+def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, **kwargs) -> Path:
+    """Write :func:`grid_image` (same keyword arguments) to ``path`` as PNG."""
+    return atomic_write(path, png_bytes(grid_image(images, ncol, **kwargs)))
+
+
+def save_images(images: torch.Tensor, folder: str | Path, prefix: str = "", start: int = 0) -> list[Path]:
+    """One PNG per image: ``folder/{prefix}{i:06d}.png`` for ``i`` from ``start``."""
+    return [
+        atomic_write(Path(folder) / f"{prefix}{start + i:06d}.png", png_bytes(arr))
+        for i, arr in enumerate(to_uint8(images))
+    ]

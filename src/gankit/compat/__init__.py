@@ -2,7 +2,9 @@
 
 - :mod:`gankit.compat.pgan_zoo`: facebookresearch/pytorch_GAN_zoo PGAN checkpoints (read with
   ``weights_only=True``), their conversion to gankit generators, and the public pretrained files.
-- :mod:`gankit.compat.hub`: the zoo's Torch Hub ``PGAN`` object (``buildNoiseData``, ``test``, ``getNetG``).
+
+The zoo's Torch Hub ``PGAN`` object (``buildNoiseData``, ``test``, ``getNetG``) is an application of these
+readers: :mod:`gankit.apps.torchhub`.
 """
 
 from gankit.compat.pgan_zoo import (

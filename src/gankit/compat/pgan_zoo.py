@@ -15,7 +15,6 @@ loader, a missing or unknown tensor is an error, never a silently random layer.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import urllib.error
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from gankit.errors import UserError
+from gankit.io import file_sha256
 from gankit.models.base import check_state_matches, did_you_mean
 from gankit.models.pgan import SQRT2, PGANConfig, ProgressiveGenerator, zoo_steps_per_scale
 
@@ -317,14 +317,6 @@ def zoo_model(name: str | None) -> ZooModel:
     return ZOO_MODELS[name]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_pgan_zoo(name: str | None = None, *, check_hash: bool = True, progress: bool = True) -> Path:
     """The public file of ``name`` in the Torch Hub cache (``<torch.hub.get_dir()>/checkpoints``), downloaded
     once. With ``check_hash`` the file's sha256 must start with the hash in its name, as ``torch.hub`` checks it;
@@ -346,7 +338,7 @@ def download_pgan_zoo(name: str | None = None, *, check_hash: bool = True, progr
             f"Fetch that file elsewhere and pass weights=PATH (or put it at {dst})"
         ) from None
     if check_hash and model.hash_prefix:
-        digest = _sha256(partial)
+        digest = file_sha256(partial)
         if not digest.startswith(model.hash_prefix):
             kept = dst.with_name(dst.name + ".unverified")
             partial.replace(kept)

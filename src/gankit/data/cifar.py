@@ -45,6 +45,22 @@ def looks_like_cifar10(path: Path) -> bool:
     return _batch_folder(path) is not None
 
 
+def _split_files(folder: Path) -> dict[str, list[Path]]:
+    numbered = [(int(m[1]), f) for f in folder.iterdir() if (m := TRAIN_RE.match(f.name))]
+    train = [f for _, f in sorted(numbered)]
+    test = [folder / "test_batch.bin"] if (folder / "test_batch.bin").is_file() else []
+    return {"train": train, "test": test, "all": train + test}
+
+
+def cifar10_splits(path: str | Path) -> set[str]:
+    """The splits (``train``, ``test``, ``all``) that have batch files under ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return {"train", "all"} if looks_like_cifar10(path) else set()
+    folder = _batch_folder(path)
+    return {split for split, files in _split_files(folder).items() if files} if folder else set()
+
+
 def find_cifar10_files(path: str | Path, split: str = "train") -> list[Path]:
     """The batch files of ``split`` (``train``: ``data_batch_*.bin`` by number; ``test``; ``all``) under ``path``."""
     path = Path(path)
@@ -53,10 +69,7 @@ def find_cifar10_files(path: str | Path, split: str = "train") -> list[Path]:
     folder = _batch_folder(path)
     if folder is None:
         raise UserError(f"no CIFAR-10 data_batch_*.bin files under {path}; give the cifar-10-batches-bin folder")
-    numbered = [(int(m[1]), f) for f in folder.iterdir() if (m := TRAIN_RE.match(f.name))]
-    train = [f for _, f in sorted(numbered)]
-    test = [folder / "test_batch.bin"] if (folder / "test_batch.bin").is_file() else []
-    files = {"train": train, "test": test, "all": train + test}.get(split)
+    files = _split_files(folder).get(split)
     if files is None:
         raise UserError(f"data.split {split!r} is not one of train, test, all")
     if not files:

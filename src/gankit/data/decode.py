@@ -13,7 +13,6 @@ Files are only ever opened for reading.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +33,6 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 class BadImage(Exception):
     """A file that cannot be used as an image; the message is the reason (``corrupt or truncated ...``)."""
-
-
-def _speaks() -> bool:
-    """Under torchrun only rank 0 prints: every rank scans the same data and would repeat each line."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def warn(message: str) -> None:
-    """One warning line on stderr, in the CLI's ``gankit: ...`` style (rank 0 only)."""
-    if _speaks():
-        print(f"gankit: warning: {message}", file=sys.stderr, flush=True)
-
-
-def info(message: str) -> None:
-    if _speaks():
-        print(f"gankit: {message}", file=sys.stderr, flush=True)
 
 
 def is_image_name(name: str) -> bool:

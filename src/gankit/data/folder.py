@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from gankit.data.decode import IMAGE_EXTENSIONS, BadImage, check_file, decode_file, info, is_image_name, warn
+from gankit.data.decode import IMAGE_EXTENSIONS, BadImage, check_file, decode_file, is_image_name
 from gankit.errors import UserError
+from gankit.log import info, warn
+from gankit.log import progress as progress_bar
 
 MAX_WARNINGS_PER_KIND = 20  # one line per file up to this many, then a count (a 200k-image folder stays readable)
 PARALLEL_CHECK_MIN = 2000  # below this, checking in-process is faster than starting a pool
@@ -82,14 +83,21 @@ def _check_one(path: str) -> tuple[int, int] | str:
 
 def _check_all(paths: Sequence[str], workers: int, progress: bool | None) -> list[tuple[int, int] | str]:
     """``check_file`` on every path: ``(w, h)`` or the reason it is bad; in worker processes for big folders."""
-    bar = dict(total=len(paths), desc="checking images", unit="img", disable=None if progress is None else not progress)
-    if workers > 0 and len(paths) >= PARALLEL_CHECK_MIN:
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers) as pool:
-            return list(tqdm(pool.imap(_check_one, paths, chunksize=64), **bar))
-    if len(paths) < PARALLEL_CHECK_MIN:
-        bar["disable"] = True
-    return [_check_one(p) for p in tqdm(paths, **bar)]
+    big = len(paths) >= PARALLEL_CHECK_MIN
+    with progress_bar(len(paths), desc="checking images", unit="img", enabled=progress if big else False) as bar:
+        if workers > 0 and big:
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+            with ctx.Pool(workers) as pool:
+                results = []
+                for result in pool.imap(_check_one, paths, chunksize=64):
+                    results.append(result)
+                    bar.update(1)
+                return results
+        results = []
+        for path in paths:
+            results.append(_check_one(path))
+            bar.update(1)
+        return results
 
 
 class _Warnings:

@@ -11,7 +11,6 @@ saved in checkpoints) and ``len()`` (images in the dataset). Indices come from a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,63 +19,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gankit.config import DATASETS, DataConfig
 from gankit.data.cache import is_cache_file, open_cache
-from gankit.data.cifar import cifar10_classes, load_cifar10, looks_like_cifar10
-from gankit.data.decode import fit_arrays, info, warn
+from gankit.data.decode import fit_arrays
 from gankit.data.digits import NUM_DIGIT_CLASSES, digits_tensor
 from gankit.data.folder import FolderDataset, scan_folder
-from gankit.data.mnist import load_mnist, looks_like_mnist
+from gankit.data.formats import default_workers, detect_dataset, load_arrays, worker_init
 from gankit.data.sampler import InfiniteSampler
 from gankit.errors import UserError
-
-DATASETS = ("auto", "folder", "mnist", "cifar10", "digits", "cache")
-LABEL_MODES = ("none", "subdirs")
-
-
-def default_workers() -> int:
-    """Decoding processes when ``data.num_workers`` is unset: one core is left to the training process."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, n - 1))
-
-
-def worker_init(_worker_id: int) -> None:
-    # Workers only run Pillow; torch's thread pool in each of them would oversubscribe the cores training uses.
-    torch.set_num_threads(1)
-
-
-def detect_dataset(path: str | Path) -> str:
-    """``folder``, ``mnist``, ``cifar10`` or ``cache`` from what is at ``path``."""
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"--data {p} does not exist; check the path")
-    if p.is_file():
-        if is_cache_file(p):
-            return "cache"
-        if looks_like_mnist(p):
-            return "mnist"
-        if looks_like_cifar10(p):
-            return "cifar10"
-        raise UserError(
-            f"--data {p} is a file gankit does not recognise; give an image folder, MNIST's IDX files, CIFAR-10's "
-            "data_batch_*.bin, or a cache from gankit prepare (or name the format with --dataset)"
-        )
-    if looks_like_mnist(p):
-        return "mnist"
-    if looks_like_cifar10(p):
-        return "cifar10"
-    return "folder"
-
-
-def load_arrays(kind: str, path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(images uint8 (N, C, H, W), labels int64 (N,), class names)`` of an MNIST or CIFAR-10 source."""
-    if kind == "mnist":
-        x, y = load_mnist(path, split)
-        return x, y, [str(i) for i in range(max(10, int(y.max()) + 1))]  # MNIST and its drop-ins: 10 classes
-    if kind == "cifar10":
-        x, y = load_cifar10(path, split)
-        return x, y, cifar10_classes(path)
-    raise ValueError(kind)
-
+from gankit.log import info, warn
+from gankit.models.base import ModelConfig
 
 # ----------------------------------------------------------------------------------------------- batches
 
@@ -360,25 +312,9 @@ def open_dataset(
     ``labels``: ``subdirs`` (class folders), ``none``, or None to use class folders exactly when the model is
     ``conditional``. Image folders are listed and checked here; their pixels are decoded later, by the batches.
     """
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
-    if labels is not None and labels not in LABEL_MODES:
-        raise UserError(f"--labels {labels!r} is unknown; use subdirs (one sub-folder per class) or none")
-    if channels not in (1, 3):
-        raise UserError(f"model.channels must be 1 or 3 for image data, got {channels}")
-    if num_workers is not None and (
-        isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
-    ):
-        raise UserError(
-            f"data.num_workers must be an integer >= 0 (0: decode in the training process), got {num_workers!r}"
-        )
-    if not isinstance(strict, bool):
-        raise UserError(f"data.strict must be true or false, got {strict!r}")
+    # the settings pass the run config's one check, whoever calls (cheap, and a config was checked already)
+    DataConfig(dataset, path, split, labels, strict, num_workers).validate()
     if dataset == "digits":
-        if path is not None:
-            raise UserError("the built-in digits dataset takes no --data path; drop --data or set data.dataset")
-        if labels == "subdirs":
-            raise UserError("--labels subdirs is for image folders; the digits carry their own labels")
         x, y = digits_tensor(split, image_size, channels)
         return DataSource("digits", None, [str(i) for i in range(NUM_DIGIT_CLASSES)], tensors=(x, y))
     if path is None:
@@ -421,3 +357,58 @@ def open_dataset(
         info(f"data: {len(x)} {kind} images ({split}) from {p}, {len(classes)} classes")
         return DataSource(kind, str(p), classes if labels != "none" else None, images=x, labels=y)
     raise UserError(f"--dataset {kind} is not a dataset that reads --data; choose one of: {', '.join(DATASETS)}")
+
+
+def open_training_data(data: DataConfig, model: ModelConfig, *, progress: bool | None = None) -> DataSource:
+    """Open the data of a run config for its model, checking that the classes fit: a conditional model needs
+    exactly the data's class count, and class folders need a conditional model."""
+    wanted = model.num_classes  # type: ignore[attr-defined]
+    source = open_dataset(
+        data.dataset,
+        data.path,
+        image_size=model.image_size,  # type: ignore[attr-defined]
+        channels=model.channels,  # type: ignore[attr-defined]
+        split=data.split,
+        labels=data.labels,
+        strict=data.strict,
+        num_workers=data.num_workers,
+        conditional=bool(wanted),
+        progress=progress,
+    )
+    have = source.num_classes
+    if wanted and wanted != have:
+        raise UserError(
+            f"model.num_classes is {wanted} but the data has {have or 'no'} classes; "
+            f"set --set model.num_classes={have}"
+        )
+    if not wanted and data.labels == "subdirs":
+        raise UserError(
+            f"--labels subdirs found {have} classes but the model is unconditional; "
+            f"add --set model.num_classes={have} (or drop --labels)"
+        )
+    return source
+
+
+def load_dataset(
+    dataset: str, path: str | None, *, split: str, image_size: int, channels: int, labels: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Every image at once: ``(images (N, C, S, S) in [-1, 1], labels (N,) or None, num_classes)``.
+
+    For evaluation on small sets; training streams through :func:`open_dataset` instead (a folder is decoded here
+    in full, in this process).
+    """
+    src = open_dataset(dataset, path, split=split, image_size=image_size, channels=channels, labels=labels)
+    y = None
+    if src.tensors is not None:
+        x, y = src.tensors
+    elif src.folder is not None:
+        arr, lab, _ = src.folder.decode_batch(range(len(src.folder)))
+        x = torch.from_numpy(arr).float() / 127.5 - 1
+        y = torch.from_numpy(lab) if lab is not None else None
+    else:
+        assert src.images is not None
+        x = torch.from_numpy(np.asarray(src.images)).float() / 127.5 - 1
+        y = torch.from_numpy(src.labels) if src.labels is not None else None
+    if src.classes is None:
+        y = None
+    return x, y, src.num_classes

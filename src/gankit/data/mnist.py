@@ -53,6 +53,31 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
 
 
+def _images_files(path: Path) -> dict[str, Path]:
+    """``{"train": images file, "t10k": images file}`` found under the folder ``path`` (either may be missing)."""
+    found: dict[str, Path] = {}
+    for sub in SEARCH_DIRS:  # the first folder that has a split wins
+        folder = path / sub
+        if not folder.is_dir():
+            continue
+        here: dict[str, Path] = {}
+        for f in sorted(folder.iterdir()):
+            m = IMAGES_RE.match(f.name)
+            if m and f.is_file() and (m[1].lower() not in here or here[m[1].lower()].suffix.lower() == ".gz"):
+                here[m[1].lower()] = f  # the uncompressed file wins over its .gz
+        found = {**here, **found}
+    return found
+
+
+def mnist_splits(path: str | Path) -> set[str]:
+    """The splits (``train``, ``test``, ``all``) whose images files are under ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return {"train", "all"} if IMAGES_RE.match(path.name) else set()
+    found = _images_files(path)
+    return {split for split, prefixes in SPLIT_PREFIX.items() if all(p in found for p in prefixes)}
+
+
 def find_mnist_files(path: str | Path, split: str = "train") -> list[tuple[Path, Path]]:
     """``[(images file, labels file), ...]`` for ``split`` under ``path`` (a folder, or one images file)."""
     path = Path(path)
@@ -61,17 +86,7 @@ def find_mnist_files(path: str | Path, split: str = "train") -> list[tuple[Path,
     if path.is_file():
         images = [path]
     else:
-        found: dict[str, Path] = {}
-        for sub in SEARCH_DIRS:  # the first folder that has a split wins
-            folder = path / sub
-            if not folder.is_dir():
-                continue
-            here: dict[str, Path] = {}
-            for f in sorted(folder.iterdir()):
-                m = IMAGES_RE.match(f.name)
-                if m and f.is_file() and (m[1].lower() not in here or here[m[1].lower()].suffix.lower() == ".gz"):
-                    here[m[1].lower()] = f  # the uncompressed file wins over its .gz
-            found = {**here, **found}
+        found = _images_files(path)
         missing = [p for p in SPLIT_PREFIX[split] if p not in found]
         if missing:
             raise UserError(

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 
-from gankit.errors import UserError
-from gankit.training.checkpoint import atomic_write
+from gankit.errors import DamagedFile, UserError
+from gankit.io import read_safetensors, save_safetensors
 
 CACHE_ENV = "GANKIT_CACHE_DIR"
 
@@ -49,19 +47,15 @@ def cached_features(
     meta_key = json.dumps(key, sort_keys=True)
     if use_cache and path.is_file():
         try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                stored = (f.metadata() or {}).get("key")
-            if stored == meta_key:
-                return load_file(str(path)), True
-        except (SafetensorError, OSError, KeyError, ValueError):
-            pass  # recompute below
+            tensors, metadata = read_safetensors(path)
+            if metadata.get("key") == meta_key:
+                return tensors, True
+        except DamagedFile:
+            pass  # recomputed and replaced below
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in compute().items()}
     if use_cache:
-        data = save(tensors, metadata={"key": meta_key})
         try:
-            atomic_write(path, lambda f: f.write(data))
+            save_safetensors(path, tensors, {"key": meta_key})
         except (OSError, UserError):  # a read-only or full cache is not fatal: the result is still correct
             pass
     return tensors, False

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.errors import UserError
+from gankit.errors import DamagedFile, UserError
+from gankit.io import read_safetensors, save_safetensors
 from gankit.metrics.cache import cache_dir
-from gankit.training.checkpoint import atomic_write
 from gankit.version import __version__
 
 ARCHITECTURE = "gankit-classifier"
@@ -138,12 +138,16 @@ def accuracy(model: SmallClassifier, images: torch.Tensor, labels: torch.Tensor,
 
 def save_classifier(model: SmallClassifier, path: str | Path, **info: Any) -> Path:
     """Safetensors weights with ``{"format": "gankit-features", "config": ...}`` metadata (loadable as FILE)."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = {**model.config(), **info}
-    data = save(tensors, metadata={"format": FEATURES_FORMAT, "config": json.dumps(config)})
-    return atomic_write(path, lambda f: f.write(data))
+    return save_safetensors(path, model.state_dict(), {"format": FEATURES_FORMAT, "config": json.dumps(config)})
+
+
+def load_classifier(path: str | Path) -> SmallClassifier:
+    """A classifier written by :func:`save_classifier`; :class:`DamagedFile` when the file is not one."""
+    state, metadata = read_safetensors(path)
+    if metadata.get("format") != FEATURES_FORMAT or "config" not in metadata:
+        raise DamagedFile(f"{path} has no {FEATURES_FORMAT} metadata")
+    return build_from_config(json.loads(metadata["config"]), state, str(path))
 
 
 def build_from_config(config: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> SmallClassifier:
@@ -153,7 +157,7 @@ def build_from_config(config: dict[str, Any], state: dict[str, torch.Tensor], so
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0][:120]
-        raise UserError(f"{source} does not match its {ARCHITECTURE} config ({first}); re-create the file") from None
+        raise DamagedFile(f"{source} does not match its {ARCHITECTURE} config ({first}); re-create the file") from None
     return model.eval().requires_grad_(False)
 
 
@@ -175,14 +179,11 @@ def cached_classifier(
     ``train_data()`` returns the training split ``(images (N, C, S, S) in [-1, 1], labels (N,))`` (classes
     ``0..K-1``); ``heldout()`` (optional) the held-out split, whose accuracy is stored in the file's config.
     """
-    from gankit.metrics.features import read_features_file
-
     path = classifier_path(dataset_key, image_size)
     if path.is_file():
         try:
-            config, state = read_features_file(path)
-            return build_from_config(config, state, str(path)), path
-        except UserError:
+            return load_classifier(path), path
+        except DamagedFile:
             pass  # a damaged cache file: train again and replace it
     images, labels = train_data()
     if labels is None or len(labels) == 0 or int(labels.max()) < 1:

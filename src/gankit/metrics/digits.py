@@ -19,15 +19,12 @@ split when it has none) are scored the same way as the reference. The report giv
 - ``diversity_ratio``: mean within-class pairwise distance of samples over that of held-out real images
   (collapse within a class drives it towards 0). Unconditional samples are grouped by their recognised class.
 
-Run it on a run folder: ``python -m gankit.metrics.digits runs/demo`` (built-in digits) or
-``python -m gankit.metrics.digits runs/mnist --data MNIST_DIR``.
+Run it on a run folder: ``gankit report runs/demo`` (built-in digits) or ``gankit report runs/mnist --data
+MNIST_DIR`` (``python -m gankit.metrics.digits`` is the same command, kept for scripts).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from typing import Any
 
 import numpy as np
@@ -71,7 +68,7 @@ def reference_split(
     ``data=None`` is the built-in digits' fixed split. Otherwise the dataset's ``test`` split is the held-out
     set; without one, a fixed sixth of ``train`` is held out.
     """
-    from gankit.data import detect_dataset, digits_tensor, load_dataset
+    from gankit.data import detect_dataset, digits_tensor, has_split, load_dataset
 
     if data is None:
         return digits_tensor("train", size, channels), digits_tensor("test", size, channels)
@@ -85,9 +82,9 @@ def reference_split(
         return x, y
 
     train = load("train")
-    try:
+    if has_split(kind, data, "test"):
         test = load("test")
-    except UserError:
+    else:
         perm = torch.randperm(len(train[1]), generator=torch.Generator().manual_seed(0))
         cut = max(1, int(len(perm) * HELD_OUT_SHARE))
         test = (train[0][perm[:cut]], train[1][perm[:cut]])
@@ -168,27 +165,9 @@ def digits_report(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    from gankit.api import load_generator
-    from gankit.data import DATASETS
+if __name__ == "__main__":  # `python -m gankit.metrics.digits RUN ...`, kept for scripts: it is `gankit report RUN ...`
+    import runpy
+    import sys
 
-    parser = argparse.ArgumentParser(prog="python -m gankit.metrics.digits", description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="run folder, checkpoint or export of a digits generator")
-    parser.add_argument("--data", default=None, help="labelled reference data (default: the built-in digits)")
-    parser.add_argument("--dataset", default="auto", choices=["auto", *DATASETS], help="format of --data")
-    parser.add_argument("--per-class", type=int, default=100, help="samples per class")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-ema", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        generator = load_generator(args.checkpoint, ema=not args.no_ema)
-        report = digits_report(generator, args.per_class, args.seed, data=args.data, dataset=args.dataset)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.argv = ["gankit", "report", *sys.argv[1:]]
+    runpy.run_module("gankit", run_name="__main__", alter_sys=True)

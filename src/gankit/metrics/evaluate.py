@@ -1,4 +1,5 @@
-"""``gankit evaluate`` and evaluation during training: FID, KID, IS, precision/recall, density/coverage.
+"""Evaluating generators against real data: FID, KID, IS, precision/recall, density/coverage (a library:
+``gankit evaluate`` is :mod:`gankit.apps.evaluate`, evaluation during training :mod:`gankit.training.evaluation`).
 
 One pass of the feature network over ``num`` generated images (balanced over classes for conditional
 models); the real reference features come from the cache after the first run. The reference set is the data
@@ -12,19 +13,14 @@ Python: ``Evaluator("digits", image_size=16, channels=1).evaluate_generator(G, n
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from gankit.errors import UserError, refuse_overwrite
+from gankit.errors import UserError
+from gankit.log import progress as progress_bar
 from gankit.metrics.cache import cached_features, key_digest
 from gankit.metrics.features import FeatureExtractor, build_extractor
 from gankit.metrics.prdc import DC_K, PR_K, density_coverage, precision_recall
@@ -68,7 +64,7 @@ class RealData:
     heldout_split: str | None = None
 
 
-def _load_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     try:
         with np.load(path) as f:
             images = torch.from_numpy(np.asarray(f["images"], dtype=np.float32))
@@ -108,7 +104,7 @@ def real_data(
     resolved = path.resolve()
     stamp = str(resolved.stat().st_mtime_ns)
     if resolved.suffix == ".npz":
-        npz_images, npz_labels = _load_npz(resolved)
+        npz_images, npz_labels = load_npz(resolved)
         if tuple(npz_images.shape[1:]) != (channels, image_size, image_size):
             raise UserError(
                 f"--data {resolved} holds {tuple(npz_images.shape[1:])} images; the generator makes "
@@ -116,7 +112,7 @@ def real_data(
             )
         key = f"npz-{key_digest({'p': str(resolved)})}"
         return RealData(key, str(resolved), stamp, lambda: (npz_images, npz_labels))
-    from gankit.data import detect_dataset
+    from gankit.data import detect_dataset, has_split
 
     kind = dataset if dataset not in (None, "auto") else detect_dataset(resolved)
     if kind == "folder" and labels is None:
@@ -135,7 +131,7 @@ def real_data(
         return loaded["train"]
 
     heldout = None
-    if kind in ("mnist", "cifar10"):  # their test files, when present, are the held-out split
+    if kind in ("mnist", "cifar10") and has_split(kind, resolved, "test"):  # their test files are held out
 
         def heldout() -> tuple[torch.Tensor, torch.Tensor | None]:
             images, y, _ = load_dataset(kind, str(resolved), split="test", image_size=image_size, channels=channels)
@@ -256,7 +252,7 @@ class Evaluator:
         self, chunks: Iterator[torch.Tensor], total: int, desc: str
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         feats, logits = [], []
-        with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, disable=self._bar_disabled()) as bar:
+        with progress_bar(total, desc=desc, unit="img", enabled=self.progress) as bar:
             for x in chunks:
                 f, lg = self.extractor(x.to(self.device))
                 feats.append(f.double().cpu())
@@ -264,9 +260,6 @@ class Evaluator:
                     logits.append(lg.double().cpu())
                 bar.update(len(x))
         return torch.cat(feats), (torch.cat(logits) if logits else None)
-
-    def _bar_disabled(self) -> bool | None:
-        return None if self.progress is None else not self.progress
 
     def real_features(self, split: str = "reference") -> tuple[torch.Tensor, bool]:
         """``(features (N, d) float64, came from the cache)`` of the reference or held-out real images."""
@@ -341,189 +334,10 @@ class Evaluator:
         """Metrics of the real held-out split against the reference (None without one)."""
         if self.data.heldout is None:
             return None
-        try:
-            feats, _ = self.real_features("heldout")
-        except UserError:  # e.g. MNIST without its test files: no baseline, not an error
-            return None
+        feats, _ = self.real_features("heldout")
         real, _ = self.real_features("reference")
         logits = self._real_logits.get("heldout")
         return compute_metrics(real, feats, logits, self._metrics_for(logits is not None), seed=seed), len(feats)
 
 
-# ------------------------------------------------------------------------------------------ training
-
-
-class TrainingEvaluation:
-    """The trainer's hook: metrics of the EMA generator every ``eval_every`` steps; ``checkpoints/best.pt``.
-
-    The best FID so far is kept in ``checkpoints/best.json`` (so a resumed run keeps it); ``best.pt`` holds the
-    full training state of that step, loadable like any checkpoint.
-    """
-
-    COLUMNS = ("fid", "kid", "is", "precision", "recall", "density", "coverage")
-
-    def __init__(self, cfg, run_dir: str | Path, device: torch.device) -> None:
-        t = cfg.training
-        model = cfg.model
-        data = "digits" if cfg.data.dataset == "digits" else cfg.data.path
-        if data is None:
-            raise UserError("evaluation during training needs data.path; set it or turn off training.eval_every")
-        self.evaluator = Evaluator(
-            data,
-            image_size=model.image_size,
-            channels=model.channels,
-            dataset=None if cfg.data.dataset == "digits" else cfg.data.dataset,
-            labels=getattr(cfg.data, "labels", None),
-            features=t.eval_features,
-            device=device,
-            progress=False,
-        )
-        self.num, self.seed = t.eval_num, t.seed
-        self.best_path = Path(run_dir) / "checkpoints" / "best.pt"
-        self.best_json = self.best_path.with_suffix(".json")
-        self.best_fid = math.inf
-        if self.best_json.is_file():
-            try:
-                self.best_fid = float(json.loads(self.best_json.read_text())["fid"])
-            except (ValueError, KeyError, TypeError):
-                pass
-
-    @classmethod
-    def columns(cls) -> list[str]:
-        return [f"eval/{c}" for c in cls.COLUMNS]
-
-    def __call__(self, trainer) -> dict[str, float]:
-        """Score ``trainer.ema.model``; save ``best.pt`` when its FID is the best so far. Returns ``eval/*`` values."""
-        from gankit.training.checkpoint import atomic_write, save_checkpoint
-
-        generator = trainer.ema.model
-        if getattr(generator, "image_size", self.evaluator.image_size) != self.evaluator.image_size:
-            return {}  # a growing (PGAN) generator is scored once it reaches the target resolution
-        values = self.evaluator.evaluate_generator(generator, self.num, self.seed)
-        fid = values.get("fid", math.nan)
-        if math.isfinite(fid) and fid < self.best_fid:
-            self.best_fid = fid
-            save_checkpoint(trainer.state_dict(), self.best_path)
-            info = {"step": trainer.step, **values, "num": self.num, "features": self.evaluator.extractor.name}
-            atomic_write(self.best_json, lambda f: f.write(json.dumps(info, indent=2).encode()))
-        return {f"eval/{k}": v for k, v in values.items() if k in self.COLUMNS}
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-
-
-def _format_table(rows: dict[str, dict[str, float]]) -> str:
-    names = ["fid", "kid", "is", "precision", "recall", "density", "coverage"]
-    cols = list(rows)
-    lines = [f"{'metric':<10}" + "".join(f"{c:>22}" for c in cols)]
-    for name in names:
-        if not any(name in r for r in rows.values()):
-            continue
-        cells = []
-        for c in cols:
-            v = rows[c].get(name)
-            std = rows[c].get(f"{name}_std")
-            if v is None:
-                cells.append(f"{'-':>22}")
-            elif std is not None:
-                cells.append(f"{f'{v:.4g} ± {std:.2g}':>22}")
-            else:
-                cells.append(f"{v:>22.4g}")
-        lines.append(f"{name:<10}" + "".join(cells))
-    return "\n".join(lines)
-
-
-def run_evaluate(args) -> int:
-    """``gankit evaluate``: score a run / checkpoint / export (or an ``.npz`` of images) and write JSON."""
-    from gankit.training.run import select_device
-
-    t0 = time.perf_counter()
-    refuse_overwrite([args.out], getattr(args, "overwrite", False))
-    device = select_device(args.device)
-    metrics = parse_metrics(args.metrics)
-    ckpt = Path(args.checkpoint)
-    generator = None
-    if ckpt.suffix == ".npz":
-        images, _ = _load_npz(ckpt)
-        images = images[: args.num] if args.num else images
-        size, channels = images.shape[-1], images.shape[1]
-    else:
-        from gankit.api import load_generator
-
-        generator = load_generator(ckpt, ema=not args.no_ema, device=device)
-        size, channels = generator.image_size, generator.channels
-    progress = False if args.no_progress else None
-    evaluator = Evaluator(
-        args.data,
-        image_size=size,
-        channels=channels,
-        features=args.features,
-        metrics=metrics,
-        inception_weights=args.inception_weights,
-        device=device,
-        batch_size=args.batch_size,
-        progress=progress,
-    )
-    if generator is not None:
-        values = evaluator.evaluate_generator(generator, args.num, args.seed)
-        num_generated = args.num
-    else:
-        values = evaluator.evaluate_images(images, args.seed)
-        num_generated = len(images)
-    reference, cached = evaluator.real_features("reference")
-    heldout = evaluator.heldout_metrics(args.seed)
-    ex = evaluator.extractor
-    result: dict[str, Any] = {
-        "gankit_version": __version__,
-        "checkpoint": str(ckpt),
-        "ema": generator is not None and not args.no_ema,
-        "data": args.data,
-        "reference": {"description": evaluator.data.description, "num": len(reference), "from_cache": cached},
-        "num_generated": num_generated,
-        "features": {**ex.describe(), "note": ex.note},
-        "metrics": values,
-        "settings": {
-            "seed": args.seed,
-            "batch_size": args.batch_size,
-            "kid_subsets": KID_SUBSETS,
-            "kid_subset_size": min(KID_SUBSET_SIZE, len(reference), num_generated),
-            "is_splits": IS_SPLITS,
-            "pr_k": PR_K,
-            "dc_k": DC_K,
-            "pr_dc_num": min(len(reference), num_generated),
-            "labels": "cycled through all classes" if generator is not None and generator.num_classes else None,
-        },
-        "comparability": f"{ex.note}; {PROTOCOL_NOTE}",
-    }
-    rows = {"generated": values}
-    if heldout is not None:
-        result["heldout"] = {
-            "description": f"real held-out {evaluator.data.heldout_split} split scored the same way "
-            "(what a perfect generator would get)",
-            "num": heldout[1],
-            "metrics": heldout[0],
-        }
-        rows[f"real {evaluator.data.heldout_split}"] = heldout[0]
-    result["wall_s"] = round(time.perf_counter() - t0, 2)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(_format_table(rows))
-    print(
-        f"gankit: {num_generated} generated vs {len(reference)} real images, features {ex.name} "
-        f"(sha256 {str(ex.sha256)[:12]}), {result['wall_s']} s; wrote {out}",
-        file=sys.stdout,
-    )
-    return 0
-
-
-__all__ = [
-    "METRICS",
-    "Evaluator",
-    "RealData",
-    "TrainingEvaluation",
-    "compute_metrics",
-    "parse_metrics",
-    "real_data",
-    "run_evaluate",
-]
+__all__ = ["METRICS", "Evaluator", "RealData", "compute_metrics", "load_npz", "parse_metrics", "real_data"]

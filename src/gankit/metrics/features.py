@@ -29,9 +29,10 @@ import torch
 from torch import nn
 
 from gankit.errors import UserError
+from gankit.io import file_sha256, read_safetensors
 from gankit.metrics.classifier import ARCHITECTURE as CLASSIFIER_ARCHITECTURE
 from gankit.metrics.classifier import FEATURES_FORMAT, build_from_config, cached_classifier
-from gankit.metrics.inception import WEIGHTS_SHA256_PREFIX, FIDInceptionV3, file_sha256, load_inception
+from gankit.metrics.inception import WEIGHTS_SHA256_PREFIX, FIDInceptionV3, load_inception
 
 INCEPTION_ARCHITECTURE = "inception-v3-fid"
 FEATURE_CHOICES = ("auto", "inception", "digits", "classifier")
@@ -152,16 +153,8 @@ def classifier_extractor(model: nn.Module, path: Path, *, name: str, note: str) 
 
 def read_features_file(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config, state dict)`` of a safetensors feature network; config from metadata or ``FILE.json``."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     p = Path(path)
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            metadata = f.metadata() or {}
-        state = load_file(str(p))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{p} is not a readable safetensors file ({str(exc)[:120]})") from None
+    state, metadata = read_safetensors(p)
     config: Any = None
     if metadata.get("format") == FEATURES_FORMAT and "config" in metadata:
         config = json.loads(metadata["config"])

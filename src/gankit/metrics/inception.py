@@ -17,7 +17,6 @@ downloaded there, with the sha256 prefix in the file name checked, when the mach
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import UserError
+from gankit.io import file_sha256
 
 INPUT_SIZE = 299
 NUM_FEATURES = 2048
@@ -240,15 +240,6 @@ class FIDInceptionV3(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------- weights
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _missing_weights_message() -> str:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
-from gankit.errors import UserError
+from gankit.errors import ParameterError, UserError
+from gankit.io import save_generator_export
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -108,18 +111,68 @@ def check_power_of_two(name: str, value: int, low: int, high: int) -> None:
         raise UserError(f"model.{name} must be a power of two from {low} to {high}, got {value!r}")
 
 
-class Generator(nn.Module):
-    """Interface of every generator: ``forward(z (B, z_dim), y (B,) or None) -> (B, C, H, W)`` in [-1, 1]."""
+class _Network(nn.Module):
+    """What G and D share: the constructor preamble (validate the config, keep it, ``num_classes``) and loading
+    weights written by any gankit version."""
 
     config: ModelConfig
-    z_dim: int
     num_classes: int
-    image_size: int
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.num_classes = cfg.num_classes  # type: ignore[attr-defined]
+
+    @classmethod
+    def upgrade_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``state`` with the tensor names of older gankit versions mapped to this version's (identity here;
+        a family whose layout changed overrides it). Applied by :meth:`load_state_dict`."""
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        """``nn.Module.load_state_dict`` after :meth:`upgrade_state_dict` (old checkpoints keep loading) and
+        :meth:`adapt_to_state_dict` (a growing model takes the saved scale first)."""
+        state = self.upgrade_state_dict(dict(state_dict))
+        self.adapt_to_state_dict(state)
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def adapt_to_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Change the architecture to the one ``state`` was saved with, where a family can (a growing model's
+        scale); a no-op for fixed architectures."""
+
+    def load_weights(self, state: dict[str, torch.Tensor], source: object) -> None:
+        """Load a saved state strictly: a missing, unexpected or wrongly shaped tensor is a one-line
+        :class:`UserError` naming it and ``source`` (the file), never a silent partial load."""
+        state = self.upgrade_state_dict(dict(state))
+        self.adapt_to_state_dict(state)
+        check_state_matches(self, state, source)
+        nn.Module.load_state_dict(self, state)
+
+
+class Generator(_Network):
+    """Interface of every generator: ``forward(z (B, z_dim), y (B,) or None) -> (B, C, H, W)`` in [-1, 1]."""
+
+    z_dim: int
     channels: int
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.z_dim, self.channels = cfg.z_dim, cfg.channels  # type: ignore[attr-defined]
+
+    @property
+    def image_size(self) -> int:
+        """Side of the generated images (a growing model's current resolution)."""
+        return self.config.image_size  # type: ignore[attr-defined]
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def save_export(self, path: str | os.PathLike, **meta: str) -> Path:
+        """This generator as one safetensors file with its config in the metadata (``gankit.load_generator``
+        reads it back); ``meta`` adds metadata strings."""
+        return save_generator_export(self.state_dict(), self.config.to_dict(), path, **meta)
 
     def sample_latents(
         self, n: int, generator: torch.Generator | None = None, truncation: float | None = None
@@ -131,21 +184,44 @@ class Generator(nn.Module):
         if truncation is None:
             z = torch.randn(n, self.z_dim, generator=generator)
         else:
-            if truncation <= 0:
-                raise UserError(f"truncation must be > 0, got {truncation}")
+            if not truncation > 0:
+                raise ParameterError("truncation", f"must be > 0, got {truncation}")
             # Inverse-CDF sampling of the truncated normal: exact and one pass, unlike rejection.
             lo = 0.5 * (1 + math.erf(-truncation / math.sqrt(2)))
             u = torch.rand(n, self.z_dim, generator=generator, dtype=torch.float64) * (1 - 2 * lo) + lo
             z = (torch.special.erfinv(2 * u - 1) * math.sqrt(2)).float().clamp_(-truncation, truncation)
         return z.to(self.device)
 
-    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """``(n,)`` uniform class ids, or None for an unconditional model."""
+    def check_class_id(self, class_id: int | None, param: str = "class_id") -> None:
+        """The one check of a class id given by a caller: in ``0..num_classes-1``, and only for conditional
+        models (None always passes)."""
+        if class_id is None:
+            return
         if self.num_classes == 0:
+            raise ParameterError(param, "is not for this generator: it is unconditional (drop it)")
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or not 0 <= class_id < self.num_classes:
+            raise ParameterError(
+                param, f"{class_id} is out of range: this generator has classes 0..{self.num_classes - 1}"
+            )
+
+    def class_labels(
+        self, n: int, *, class_id: int | None = None, balanced: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """``(n,)`` int64 labels on the CPU: all ``class_id``, or cycling ``0..K-1`` (``balanced``), or uniform
+        random (from ``generator``); None for an unconditional model."""
+        self.check_class_id(class_id)
+        if self.num_classes == 0:
+            if balanced:
+                raise ParameterError("balanced", "is not for this generator: it is unconditional (drop it)")
             return None
-        return torch.randint(self.num_classes, (n,), generator=generator).to(self.device)
+        if class_id is not None:
+            return torch.full((n,), class_id, dtype=torch.long)
+        if balanced:
+            return torch.arange(n) % self.num_classes
+        return torch.randint(self.num_classes, (n,), generator=generator)
 
     def check_labels(self, y: torch.Tensor | None, batch: int) -> None:
+        """``forward``'s argument check (a programming error, not a user's: ``ValueError``)."""
         if self.num_classes == 0:
             if y is not None:
                 raise ValueError("this generator is unconditional: call G(z) without labels")
@@ -164,24 +240,23 @@ class Generator(nn.Module):
         truncation: float | None = None,
     ) -> torch.Tensor:
         """``n`` images ``(n, C, H, W)``; ``labels`` a class id, a list, ``(n,)`` tensor or None (random)."""
+        if isinstance(labels, int):
+            self.check_class_id(labels, "labels")
+        elif labels is not None and self.num_classes == 0:
+            raise ParameterError("labels", "are not for this generator: it is unconditional (drop them)")
         z = self.sample_latents(n, generator, truncation)
         if self.num_classes == 0:
-            if labels is not None:
-                raise UserError("this generator is unconditional: it takes no class labels")
             return self(z)
         if labels is None:
-            y = self.sample_labels(n, generator)
+            y = self.class_labels(n, generator=generator)
         else:
-            y = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+            y = torch.as_tensor(labels, dtype=torch.long)
             if y.dim() == 0:
                 y = y.expand(n)
-            if y.min() < 0 or y.max() >= self.num_classes:
-                raise UserError(f"class ids must be in 0..{self.num_classes - 1}")
-        return self(z, y)
+            if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+                raise ParameterError("labels", f"must be class ids in 0..{self.num_classes - 1}")
+        return self(z, y.to(self.device))
 
 
-class Discriminator(nn.Module):
+class Discriminator(_Network):
     """Interface of every discriminator: ``forward(x (B, C, H, W), y (B,) or None) -> (B,)`` logits."""
-
-    config: ModelConfig
-    num_classes: int

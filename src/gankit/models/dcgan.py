@@ -60,11 +60,7 @@ class DCGANGenerator(Generator):
     """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1]."""
 
     def __init__(self, cfg: DCGANConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
-        self.image_size, self.channels = cfg.image_size, cfg.channels
+        super().__init__(cfg)
         make = LayerMaker(init=cfg.init, sn=cfg.g_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
         self.blocks = nn.ModuleList()
         in_ch = cfg.z_dim
@@ -87,10 +83,7 @@ class DCGANDiscriminator(Discriminator):
     """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (plus the projection term when conditional)."""
 
     def __init__(self, cfg: DCGANConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.num_classes = cfg.num_classes
+        super().__init__(cfg)
         make = LayerMaker(init=cfg.init, sn=cfg.d_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
         self.blocks = nn.ModuleList()
         in_ch = cfg.channels

@@ -181,11 +181,6 @@ class _Growing:
         """Grow or shrink to the scale ``state_dict`` was saved at (its ``to_rgb`` / ``from_rgb`` layers)."""
         self.set_scale(scale_of_state_dict(state_dict, self._rgb_name))
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
-        """Like ``nn.Module.load_state_dict``, first growing or shrinking to the scale the state was saved at."""
-        self.adapt_to_state_dict(state_dict)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
-
     _rgb_name: ClassVar[str] = ""
 
     def _add_scale(self, scale: int, ref: torch.Tensor) -> None:
@@ -221,10 +216,7 @@ class ProgressiveGenerator(_Growing, Generator):
     _rgb_name = "to_rgb"
 
     def __init__(self, cfg: PGANConfig, *, scale: int = 0) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.z_dim, self.num_classes, self.channels = cfg.z_dim, cfg.num_classes, cfg.channels
+        super().__init__(cfg)
         d0 = cfg.depths[0]
         self.input_layer = EqualizedLinear(cfg.z_dim + cfg.num_classes, 16 * d0, scale_bias=cfg.scale_bias)
         self.initial_conv = EqualizedConv2d(d0, d0, 3, padding=1, scale_bias=cfg.scale_bias)
@@ -304,10 +296,7 @@ class ProgressiveDiscriminator(_Growing, Discriminator):
     _rgb_name = "from_rgb"
 
     def __init__(self, cfg: PGANConfig, *, scale: int = 0) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.num_classes = cfg.num_classes
+        super().__init__(cfg)
         d0, sb = cfg.depths[0], cfg.scale_bias
         self.from_rgb = nn.ModuleList([self._make_from_rgb(0)])
         self.blocks = nn.ModuleList()  # blocks[k - 1] takes scale k down to scale k - 1

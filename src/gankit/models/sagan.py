@@ -17,13 +17,15 @@ map, ``psi`` the last conv, and the projection taken on the globally sum-pooled 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import torch
 from torch import nn
 
 from gankit.errors import UserError
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
-from gankit.nn import ConditionalBatchNorm2d, SelfAttention2d, maybe_spectral_norm, spectral_norm_all
+from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, projection
+from gankit.nn import SelfAttention2d, spectral_norm_all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,38 +93,27 @@ def _attention(cfg: SAGANConfig, channels: int) -> SelfAttention2d:
     return block
 
 
-class _GBlock(nn.Module):
-    """(SN) transposed conv, (conditional) batch norm, ReLU."""
-
-    def __init__(self, conv: nn.Module, channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.conv = conv
-        self.norm = ConditionalBatchNorm2d(channels, num_classes) if num_classes else nn.BatchNorm2d(channels)
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        h = self.conv(x)
-        h = self.norm(h, y) if isinstance(self.norm, ConditionalBatchNorm2d) else self.norm(h)
-        return self.act(h)
+def _renamed(state: dict[str, torch.Tensor], pattern: str, replacement: str) -> dict[str, torch.Tensor]:
+    return {re.sub(pattern, replacement, key): value for key, value in state.items()}
 
 
 class SAGANGenerator(Generator):
-    """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1]."""
+    """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1].
+
+    Its blocks are the shared :class:`~gankit.models.blocks.GConvBlock` (the same math as DCGAN's: transposed
+    conv, (conditional) batch norm, ReLU) with PyTorch's default initialisation, as in the port.
+    """
 
     def __init__(self, cfg: SAGANConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
-        self.image_size, self.channels = cfg.image_size, cfg.channels
-        sn, n_iter = cfg.g_spectral_norm, cfg.sn_power_iterations
+        super().__init__(cfg)
+        make = LayerMaker(init="default", sn=cfg.g_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
         self.blocks = nn.ModuleList()
         self.attention = nn.ModuleDict()
         in_ch = cfg.z_dim
         for r in cfg.g_resolutions():
             out_ch = cfg.width(cfg.g_conv_dim, r)
             conv = nn.ConvTranspose2d(in_ch, out_ch, 4, 1, 0) if r == 4 else nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1)
-            self.blocks.append(_GBlock(maybe_spectral_norm(conv, sn, n_iter), out_ch, cfg.num_classes))
+            self.blocks.append(GConvBlock(make(conv), out_ch, cfg.num_classes, "default"))
             if r in cfg.g_attention_resolutions:
                 self.attention[str(r)] = _attention(cfg, out_ch)
             in_ch = out_ch
@@ -131,6 +122,12 @@ class SAGANGenerator(Generator):
             self.to_image: nn.Module = nn.Conv2d(in_ch, cfg.channels, 3, 1, 1)
         else:
             self.to_image = nn.ConvTranspose2d(in_ch, cfg.channels, 4, 2, 1)
+
+    @classmethod
+    def upgrade_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """gankit <= 0.1 had SAGAN's own block with its norm at ``blocks.K.norm``; the shared block nests it in
+        :class:`~gankit.models.blocks.Norm2d` at ``blocks.K.norm.norm``."""
+        return _renamed(state, r"^blocks\.(\d+)\.norm\.(?!norm\.)", r"blocks.\1.norm.norm.")
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y, z.shape[0])
@@ -144,14 +141,14 @@ class SAGANGenerator(Generator):
 
 
 class SAGANDiscriminator(Discriminator):
-    """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (projection when conditional)."""
+    """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (projection when conditional).
+
+    Its blocks are the shared :class:`~gankit.models.blocks.DConvBlock` without batch norm (conv, LeakyReLU).
+    """
 
     def __init__(self, cfg: SAGANConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.num_classes = cfg.num_classes
-        sn, n_iter = cfg.d_spectral_norm, cfg.sn_power_iterations
+        super().__init__(cfg)
+        make = LayerMaker(init="default", sn=cfg.d_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
         self.blocks = nn.ModuleList()
         self.attention = nn.ModuleDict()
         in_ch = cfg.channels
@@ -159,17 +156,24 @@ class SAGANDiscriminator(Discriminator):
             out_ch = cfg.width(cfg.d_conv_dim, r)
             stride_one = r == cfg.image_size  # the full-resolution layer keeps the size
             conv = nn.Conv2d(in_ch, out_ch, 3, 1, 1) if stride_one else nn.Conv2d(in_ch, out_ch, 4, 2, 1)
-            conv = maybe_spectral_norm(conv, sn, n_iter)
-            self.blocks.append(nn.Sequential(conv, nn.LeakyReLU(cfg.d_leaky_slope)))
+            block = DConvBlock(make(conv), out_ch, batch_norm=False, slope=cfg.d_leaky_slope, init="default")
+            self.blocks.append(block)
             if r in cfg.d_attention_resolutions:
                 self.attention[str(r)] = _attention(cfg, out_ch)
             in_ch = out_ch
         self.to_logit = nn.Conv2d(in_ch, 1, 4)  # psi: no SN on the last layer (port)
-        self.embed = (
-            maybe_spectral_norm(nn.Embedding(cfg.num_classes, in_ch), sn and cfg.embedding_spectral_norm, n_iter)
-            if cfg.num_classes
-            else None
+        embed_make = LayerMaker(
+            init="default",
+            sn=cfg.d_spectral_norm and cfg.embedding_spectral_norm,
+            n_power_iterations=cfg.sn_power_iterations,
         )
+        self.embed = embed_make(nn.Embedding(cfg.num_classes, in_ch)) if cfg.num_classes else None
+
+    @classmethod
+    def upgrade_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """gankit <= 0.1 built each D block as ``Sequential(conv, LeakyReLU)`` (conv at ``blocks.K.0``); the shared
+        block names it ``blocks.K.conv``."""
+        return _renamed(state, r"^blocks\.(\d+)\.0\.", r"blocks.\1.conv.")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = x
@@ -178,9 +182,4 @@ class SAGANDiscriminator(Discriminator):
             key = str(h.shape[-1])
             if key in self.attention:
                 h = self.attention[key](h)
-        out = self.to_logit(h).reshape(x.shape[0])
-        if self.embed is not None:
-            if y is None:
-                raise ValueError("this discriminator is class-conditional: call D(x, y)")
-            out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
-        return out
+        return self.to_logit(h).reshape(x.shape[0]) + projection(self.embed, y, h)

@@ -106,11 +106,7 @@ class SNGANGenerator(Generator):
     """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1]; ``S = 28`` for arch mnist."""
 
     def __init__(self, cfg: SNGANConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
-        self.image_size, self.channels = cfg.image_size, cfg.channels
+        super().__init__(cfg)
         make = LayerMaker(init=cfg.init, sn=cfg.g_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
         last = LayerMaker(init=cfg.init, sn=False)  # never SN on the to-image layer
         g, k, m = cfg.g_conv_dim, cfg.num_classes, cfg.bottom_width()
@@ -161,10 +157,7 @@ class SNGANDiscriminator(Discriminator):
     """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (plus the projection term when conditional)."""
 
     def __init__(self, cfg: SNGANConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.config = cfg
-        self.num_classes = cfg.num_classes
+        super().__init__(cfg)
         make = LayerMaker(init=cfg.init, sn=cfg.d_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
         d, c, m = cfg.d_conv_dim, cfg.channels, cfg.bottom_width()
         conv_block = dict(batch_norm=cfg.d_batch_norm, slope=cfg.d_leaky_slope, init=cfg.init)

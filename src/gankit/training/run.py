@@ -1,4 +1,4 @@
-"""Devices, seeds and run folders."""
+"""Seeds, random-generator states and creating run folders."""
 
 from __future__ import annotations
 
@@ -13,40 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gankit.errors import UserError
-
-# Everything gankit train writes into a run folder; --overwrite removes exactly these.
-RUN_ARTEFACTS = (
-    "config.yaml",
-    "checkpoints",
-    "samples",
-    "metrics.csv",
-    "loss.png",
-    "generator.safetensors",
-    "tensorboard",
-    "classes.json",
-)
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device that is not there is a clear error."""
-    if name in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for a GPU but CUDA is not available here; use --device cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps is not available here; use --device cpu or auto")
-    return device
+from gankit.errors import ParameterError
+from gankit.io import RunDir
 
 
 def seed_everything(seed: int) -> None:
@@ -82,20 +50,21 @@ def _check_run_dir(out: Path, overwrite: bool) -> bool:
     """Refuse a file, a foreign non-empty folder, or another run without ``overwrite``. True: ``out`` holds a
     run that ``overwrite`` replaces. Touches nothing."""
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the run")
+        raise ParameterError("out", f"{out} is a file; give a folder for the run")
     if not out.is_dir():
         return False
     entries = list(out.iterdir())
     # An aborted start (a bad --data, say) leaves only the two empty folders: that is no run yet.
-    if all(e.name in ("checkpoints", "samples") and e.is_dir() and not any(e.iterdir()) for e in entries):
+    empty = (RunDir.CHECKPOINTS, RunDir.SAMPLES)
+    if all(e.name in empty and e.is_dir() and not any(e.iterdir()) for e in entries):
         return False
-    is_run = (out / "config.yaml").exists() or (out / "checkpoints").exists()
-    if not is_run:
-        raise UserError(f"--out {out} is a non-empty folder that is not a gankit run; choose a new folder")
+    if not RunDir(out).is_run():
+        raise ParameterError("out", f"{out} is a non-empty folder that is not a gankit run; choose a new folder")
     if not overwrite:
-        raise UserError(
-            f"--out {out} already holds a run; continue it with --resume {out}, "
-            "or start over with --overwrite, or choose another --out"
+        raise ParameterError(
+            "out",
+            f"{out} already holds a run; continue it with --resume {out}, "
+            "or start over with --overwrite, or choose another --out",
         )
     return True
 
@@ -112,15 +81,15 @@ def prepare_run_dir(out: str | Path, *, overwrite: bool = False) -> Path:
     folder that is not a gankit run is always refused (nothing of the user's is touched)."""
     out = Path(out)
     if _check_run_dir(out, overwrite):
-        for name in RUN_ARTEFACTS:
+        for name in RunDir.ARTEFACTS:
             _remove(out / name)
     return _create(out)
 
 
 def _create(out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
+    run = RunDir(out)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    run.samples.mkdir(exist_ok=True)
     return out
 
 
@@ -135,7 +104,7 @@ def new_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     backup = None
     if replaces:  # move the old run aside; deleted only once the new run is set up
         backup = Path(tempfile.mkdtemp(prefix=".gankit-previous-run-", dir=out))
-        for name in RUN_ARTEFACTS:
+        for name in RunDir.ARTEFACTS:
             if (out / name).exists() or (out / name).is_symlink():
                 (out / name).rename(backup / name)
     _create(out)
@@ -145,7 +114,7 @@ def new_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         if not existed:
             shutil.rmtree(out, ignore_errors=True)
         else:
-            for name in RUN_ARTEFACTS:
+            for name in RunDir.ARTEFACTS:
                 _remove(out / name)
             if backup is not None:
                 for item in backup.iterdir():

@@ -118,11 +118,6 @@ class ProgressiveSchedule:
         return GrowthPhase(step, scale, self.alpha_at(scale, i), self.batch_per_scale[scale], i)
 
 
-def build_schedule(model_cfg, batch_size: int) -> ProgressiveSchedule:
-    """The schedule a progressively growing model's config declares (see the module docstring)."""
-    return ProgressiveSchedule.from_model_config(model_cfg, batch_size)
-
-
 def fade_real_images(x: torch.Tensor, resolution: int, alpha: float) -> torch.Tensor:
     """Real images ``(B, C, S, S)`` shown at ``resolution``: area-downscaled, then, while ``alpha < 1``,
     blended like G's output: ``alpha * x + (1 - alpha) * up2(avgpool2(x))``."""
@@ -135,4 +130,4 @@ def fade_real_images(x: torch.Tensor, resolution: int, alpha: float) -> torch.Te
     return x
 
 
-__all__ = ["GrowthPhase", "ProgressiveSchedule", "build_schedule", "fade_real_images"]
+__all__ = ["GrowthPhase", "ProgressiveSchedule", "fade_real_images", "lr_decay_factor"]

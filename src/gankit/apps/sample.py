@@ -1,0 +1,158 @@
+"""``gankit sample``: images from a generator into a grid PNG, an ``.npz``, or a folder of PNGs.
+
+Samples are made and written in batches, so memory does not grow with ``num``: a folder gets its files as they
+are made and an ``.npz`` is streamed to disk (refused up front when it would not fit on the disk). A grid is one
+picture, so it is capped at :data:`MAX_GRID_IMAGES`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gankit import log
+from gankit.apps.outputs import check_free_space, stream_npz, targets_for
+from gankit.errors import ParameterError
+from gankit.images import save_grid, save_images
+from gankit.models.base import Generator
+
+MAX_GRID_IMAGES = 10_000
+
+
+def label_chunks(
+    generator: Generator, num: int, *, class_id: int | None, balanced: bool, seed: int, batch_size: int
+) -> Iterator[torch.Tensor]:
+    """The labels of the ``num`` samples, ``batch_size`` at a time: int64, -1 when the model is unconditional;
+    else ``class_id``, or cycling through the classes (``balanced``), or uniform (seeded with ``seed + 1``)."""
+    generator.check_class_id(class_id)
+    g = torch.Generator().manual_seed(seed + 1)
+    for start in range(0, num, batch_size):
+        n = min(batch_size, num - start)
+        if balanced and generator.num_classes:
+            yield (torch.arange(start, start + n) % generator.num_classes).long()
+            continue
+        labels = generator.class_labels(n, class_id=class_id, balanced=balanced, generator=g)
+        yield torch.full((n,), -1, dtype=torch.long) if labels is None else labels
+
+
+def sample_chunks(
+    generator: Generator,
+    num: int,
+    *,
+    class_id: int | None = None,
+    balanced: bool = False,
+    seed: int = 0,
+    truncation: float | None = None,
+    batch_size: int = 256,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images (n, C, H, W) float32 on the CPU, labels (n,) int64)`` batches of the ``num`` samples.
+
+    Latents come from one generator seeded with ``seed`` and labels from another, so the samples do not depend
+    on ``batch_size``.
+    """
+    if num < 1:
+        raise ParameterError("num", f"must be >= 1, got {num}")
+    g = torch.Generator().manual_seed(seed)
+    for labels in label_chunks(generator, num, class_id=class_id, balanced=balanced, seed=seed,
+                               batch_size=batch_size):
+        y = labels if generator.num_classes else None
+        yield generator.sample(len(labels), labels=y, generator=g, truncation=truncation).float().cpu(), labels
+
+
+def write_samples(
+    generator: Generator,
+    out: str | Path,
+    *,
+    num: int,
+    class_id: int | None = None,
+    balanced: bool = False,
+    seed: int = 0,
+    truncation: float | None = None,
+    batch_size: int = 256,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> list[Path]:
+    """Write ``num`` samples to ``out`` (``OUT.png`` grid, ``OUT.npz``, a folder ``OUT/`` of PNGs, or a bare
+    ``OUT`` for both a grid and an ``.npz``); returns what was written. Nothing is written when a target would
+    replace an existing file (unless ``overwrite``), the grid would be too large or the ``.npz`` too big for the
+    disk."""
+    if num < 1:
+        raise ParameterError("num", f"must be >= 1, got {num}")
+    generator.check_class_id(class_id)
+    if balanced and not generator.num_classes:
+        raise ParameterError("balanced", "is not for this generator: it is unconditional (drop it)")
+    out_str = str(out)
+    out = Path(out)
+    chunks = sample_chunks(generator, num, class_id=class_id, balanced=balanced, seed=seed, truncation=truncation,
+                           batch_size=batch_size)
+    if out_str.endswith(("/", "\\")) or out.is_dir():
+        _refuse_numbered_pngs(out, overwrite)
+        with log.progress(num, desc="sampling", unit="img", enabled=progress) as bar:
+            for start, (images, _) in _counted(chunks):
+                save_images(images, out, start=start)
+                bar.update(len(images))
+        return [out]
+    targets = targets_for(out)
+    if not overwrite:
+        for path in targets.values():
+            if path.exists():
+                raise ParameterError("out", f"{path} already exists; choose another path or add --overwrite")
+    if "png" in targets and num > MAX_GRID_IMAGES:
+        raise ParameterError(
+            "num", f"{num} images are too many for one grid picture (at most {MAX_GRID_IMAGES}); "
+            "write them into a folder (--out DIR/) or an .npz"
+        )
+    shape = (num, generator.channels, generator.image_size, generator.image_size)
+    if "npz" in targets:
+        check_free_space(targets["npz"], 4 * math.prod(shape) + 8 * num)
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # for the grid only (at most MAX_GRID_IMAGES)
+
+    def image_arrays() -> Iterator[np.ndarray]:
+        with log.progress(num, desc="sampling", unit="img", enabled=progress) as bar:
+            for images, labels in chunks:
+                if "png" in targets:
+                    kept.append((images, labels))
+                bar.update(len(images))
+                yield images.numpy()
+
+    if "npz" in targets:
+        labels = (y.numpy() for y in label_chunks(generator, num, class_id=class_id, balanced=balanced, seed=seed,
+                                                  batch_size=batch_size))
+        stream_npz(targets["npz"], [("labels", np.dtype(np.int64), (num,), labels),
+                                    ("images", np.dtype(np.float32), shape, image_arrays())])
+    else:
+        for _ in image_arrays():
+            pass
+    if "png" in targets:
+        images, labels = torch.cat([x for x, _ in kept]), torch.cat([y for _, y in kept])
+        k = generator.num_classes
+        if balanced and k and num % k == 0:  # one row per class
+            order = torch.argsort(labels, stable=True)
+            save_grid(images[order], targets["png"], num // k, row_labels=[str(c) for c in range(k)])
+        else:
+            save_grid(images, targets["png"], int(np.ceil(np.sqrt(num))))
+    return list(targets.values())
+
+
+def _counted(chunks: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[int, tuple]]:
+    start = 0
+    for images, labels in chunks:
+        yield start, (images, labels)
+        start += len(images)
+
+
+def _refuse_numbered_pngs(folder: Path, overwrite: bool) -> None:
+    """A folder target gets ``000000.png``, ``000001.png``, ...: refuse if it already holds such files."""
+    if overwrite or not folder.is_dir():
+        return
+    taken = next((p for p in folder.iterdir() if re.fullmatch(r"\d{6,}\.png", p.name)), None)
+    if taken is not None:
+        raise ParameterError(
+            "out", f"{taken} already exists (the folder holds numbered samples); choose another folder or add "
+            "--overwrite to replace them"
+        )

@@ -1,0 +1,104 @@
+"""``gankit train``: start a run from a config or continue one, on one process or several (torchrun).
+
+A new run's folder is set up inside :func:`~gankit.training.new_run_dir`, so a setup that fails (bad data, a
+model that does not fit it) leaves the folder as it was. SIGTERM is handled like Ctrl-C: a checkpoint is saved
+and the command that resumes is printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gankit.config import resolve_config
+from gankit.device import select_device
+from gankit.errors import UserError
+from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
+
+
+def default_out(preset: str | None) -> Path:
+    """``runs/<preset>-NNN``, the first number not taken."""
+    base, stem, n = Path("runs"), preset or "run", 0
+    while (base / f"{stem}-{n:03d}").exists():
+        n += 1
+    return base / f"{stem}-{n:03d}"
+
+
+def start(
+    *,
+    preset: str | None,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> Trainer:
+    """A trainer for a new run (config resolved from the preset, the file, flag ``overrides`` and ``sets``).
+
+    Rank 0 alone creates (or refuses) the run folder; the other ranks wait for it. Should the setup fail, the
+    folder goes back to how it was: an ``overwrite``'n run is not lost to a typo.
+    """
+    cfg = resolve_config(preset, config_file, overrides, sets)
+    folder = Path(out) if out else default_out(cfg.preset)
+    setup = new_run_dir(folder, overwrite=overwrite) if distributed.current().is_main else contextlib.nullcontext()
+    with setup:
+        distributed.barrier()
+        return Trainer(cfg, folder, progress=progress)
+
+
+def fit(trainer: Trainer, say: Callable[..., None]) -> int:
+    """Train to the end; exit status 0, or 130 after an interruption (checkpoint saved, resume command said)."""
+
+    def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: save a checkpoint, then exit
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        trainer.fit()
+    except TrainingInterrupted as exc:
+        say(f"gankit: {exc}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    say(
+        f"gankit: done at step {trainer.step}. Run folder {trainer.run_dir}: samples/, metrics.csv, loss.png, "
+        f"checkpoints/last.pt, generator.safetensors"
+    )
+    return 0
+
+
+def train(
+    *,
+    resume: str | None = None,
+    steps: int | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
+    **new_run: Any,
+) -> int:
+    """Train a new run (``new_run``: the arguments of :func:`start`) or continue ``resume``; every rank of a
+    torchrun launch runs this. Returns the exit status."""
+    try:
+        if distributed.launched_by_torchrun():
+            distributed.init_distributed(select_device(device or "auto"))
+        say = print if distributed.current().is_main else (lambda *a, **k: None)
+        if resume:
+            trainer = Trainer.resume(resume, steps=steps, progress=progress)
+            say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}")
+        else:
+            trainer = start(progress=progress, **new_run)
+            cfg = trainer.cfg
+            say(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for {cfg.training.steps} "
+                f"steps into {trainer.run_dir}")
+        return fit(trainer, say)
+    finally:
+        distributed.cleanup()  # destroy_process_group on every exit path
+
+
+def check_resume_flags(*, preset: str | None, config_file: str | None, sets: list[str] | None) -> None:
+    if preset or config_file or sets:
+        raise UserError("--resume continues a run with its own config; drop --preset / --config / --set")

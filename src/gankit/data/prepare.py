@@ -1,0 +1,135 @@
+"""``gankit prepare``: decode a dataset once into a memory-mappable cache (:mod:`gankit.data.cache`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gankit.data.cache import write_cache
+from gankit.data.decode import BadImage, fit_arrays
+from gankit.data.folder import FolderDataset, scan_folder
+from gankit.data.formats import default_workers, detect_dataset, load_arrays, worker_init
+from gankit.errors import UserError
+from gankit.log import info, warn
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def prepare_cache(
+    data: str | Path,
+    out: str | Path,
+    *,
+    size: int,
+    channels: int = 3,
+    labels: bool = False,
+    dataset: str | None = None,
+    split: str = "train",
+    strict: bool = False,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Decode every image of ``data`` once (folder: in ``workers`` processes), resize and crop to ``size``, and
+    write one memory-mappable cache to ``out``. Returns the cache header."""
+    data, out = Path(data), Path(out)
+    if not data.exists():
+        raise UserError(f"--data {data} does not exist; check the path")
+    if size < 1 or channels not in (1, 3):
+        raise UserError(f"--size must be >= 1 and --channels 1 or 3, got {size} and {channels}")
+    if data.is_dir() and _inside(out, data):
+        raise UserError(f"--out {out} is inside the data folder {data}; gankit never writes there, choose another path")
+    if out.exists() and not overwrite:
+        raise UserError(f"--out {out} already exists; choose another path or add --overwrite")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'data.gkc'}")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    kind = dataset or detect_dataset(data)
+    if kind in ("cache", "digits"):
+        raise UserError(f"--data {data} is a {kind} dataset and needs no cache; give an image folder, MNIST or CIFAR")
+    workers = default_workers() if workers is None else workers
+    meta = {"source": str(data.resolve()), "dataset": kind, "split": split if kind != "folder" else None}
+    t0 = time.perf_counter()
+    if kind == "folder":
+        index = scan_folder(data, size=size, labels=labels, strict=strict, workers=workers, progress=progress)
+        ds = FolderDataset(index, size, channels)
+        header = write_cache(
+            out,
+            _decode_in_order(ds, workers, strict),
+            total=len(ds),
+            size=size,
+            channels=channels,
+            classes=index.classes,
+            meta=meta,
+            skipped=len(index.skipped),
+            progress=progress,
+        )
+    else:
+        if labels:
+            raise UserError(f"--labels subdirs is for image folders; {kind} files carry their own labels")
+        images, y, classes = load_arrays(kind, data, split)
+        images = fit_arrays(images, size, channels)
+        chunks = ((images[i : i + 4096], y[i : i + 4096]) for i in range(0, len(images), 4096))
+        header = write_cache(
+            out, chunks, total=len(images), size=size, channels=channels, classes=classes, meta=meta, progress=progress
+        )
+    info(
+        f"prepare: wrote {header['count']} images of {channels}x{size}x{size} to {out} "
+        f"in {time.perf_counter() - t0:.1f} s" + (f" ({header['skipped']} skipped)" if header["skipped"] else "")
+    )
+    return header
+
+
+class _Chunks:
+    """Map-style dataset whose items are chunks of consecutive indices, decoded in a DataLoader worker."""
+
+    def __init__(self, ds: Any, chunk: int) -> None:
+        self.ds, self.chunk = ds, chunk
+
+    def __len__(self) -> int:
+        return -(-len(self.ds) // self.chunk)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, np.ndarray, list[tuple[str, str]]]:
+        idx = range(k * self.chunk, min((k + 1) * self.chunk, len(self.ds)))
+        images, keep, failures = [], [], []
+        for i in idx:
+            try:
+                images.append(self.ds.decode(i))
+                keep.append(i)
+            except BadImage as exc:
+                failures.append((self.ds.path(i), str(exc)))
+        shape = (0, self.ds.channels, self.ds.size, self.ds.size)
+        x = torch.from_numpy(np.stack(images)) if images else torch.empty(shape, dtype=torch.uint8)
+        return x, np.asarray(keep, dtype=np.int64), failures
+
+
+def _decode_in_order(ds: Any, workers: int, strict: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Decoded chunks of a :class:`FolderDataset` in listing order; files that fail are warned about and left out
+    (with ``strict``: an error)."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _Chunks(ds, 64),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        worker_init_fn=worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+    )
+    for x, keep, failures in loader:
+        for path, reason in failures:
+            if strict:
+                raise UserError(f"{path}: {reason}; remove or replace it, or drop --strict to skip bad files")
+            warn(f"skipped {path}: {reason}")
+        yield x.numpy(), (ds.labels[keep] if ds.labels is not None else None)

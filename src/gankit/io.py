@@ -1,0 +1,280 @@
+"""Files gankit writes and reads: one atomic writer, the checkpoint and export formats, safetensors with metadata,
+file hashes, and :class:`RunDir`, the one place that knows the names inside a run folder.
+
+Every file gankit writes goes through :func:`atomic_write`: a temporary file in the same folder, flushed,
+fsynced and renamed over the target, so a crash or a full disk leaves the complete old file or the complete new
+one, never half of one. Checkpoints hold plain data only and load with ``torch.load(weights_only=True)``;
+exports are safetensors files with the model config as JSON in their metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save
+
+from gankit.errors import DamagedFile, UserError
+from gankit.version import __version__
+
+CHECKPOINT_FORMAT = "gankit-checkpoint"
+CHECKPOINT_VERSION = 1
+EXPORT_FORMAT = "gankit-generator"
+SPECTRAL_NORM_FOLDED = "spectral_norm_folded"  # export metadata: "true" when SN was folded into the weights
+
+Content = bytes | str | Callable[[IO[bytes]], Any]
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread could write files
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, content: Content) -> Path:
+    """Write ``content`` (bytes, text as UTF-8, or a ``write(fileobj)`` callable) to ``path`` atomically.
+
+    The folder is created if needed. A full disk is a one-line :class:`UserError` that says the previous file is
+    intact; any other failure leaves no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode() if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; written files get the usual permissions
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise UserError(f"no space left on the device while writing {path}; the previous file is intact") from None
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """``data`` as indented JSON (one trailing newline), atomically."""
+    return atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- safetensors
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """CPU copies of ``tensors`` with string ``metadata``, atomically."""
+    plain = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    return atomic_write(path, save(plain, metadata=metadata))
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file; a missing file is a :class:`UserError`, an unreadable one
+    a :class:`DamagedFile`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{str(p)!r} does not exist")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(p)), metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DamagedFile(f"{p} is not a readable safetensors file ({str(exc)[:120]})") from None
+
+
+def save_generator_export(
+    state: dict[str, torch.Tensor], config: dict[str, Any], path: str | os.PathLike, **meta: str
+) -> Path:
+    """A generator's ``state`` as safetensors with its model ``config`` (JSON) and ``meta`` in the metadata."""
+    metadata = {"format": EXPORT_FORMAT, "gankit_version": __version__, "config": json.dumps(config), **meta}
+    return save_safetensors(path, state, metadata)
+
+
+def read_generator_export(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
+    """``(model config dict, state dict, metadata)`` of a safetensors export."""
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("format") != EXPORT_FORMAT or "config" not in metadata:
+        raise UserError(f"{path} has no gankit generator config in its metadata; export it with gankit")
+    return json.loads(metadata["config"]), tensors, metadata
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Atomically save a training state dict, stamped with the format and gankit versions."""
+    payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "gankit_version": __version__}
+    payload.update(state)
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a gankit checkpoint safely (``weights_only=True``); every failure is a one-line :class:`UserError`
+    (:class:`DamagedFile` when the file is truncated or corrupt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {str(path)!r} does not exist; give a run folder or a .pt file")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; anything else is damaged
+        raise DamagedFile(f"{path} is truncated or corrupt (not a complete torch archive); use another checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise UserError(
+            f"{path} holds objects other than plain tensors and numbers{what}: refused for safety (it could run "
+            "code); load only gankit checkpoints, or files you trust with their own tools"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DamagedFile(f"{path} is truncated or corrupt ({reason}); use another checkpoint") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a gankit checkpoint; give a checkpoint written by gankit train")
+    if int(state.get("format_version", 0)) > CHECKPOINT_VERSION:
+        raise UserError(
+            f"{path} has checkpoint format {state['format_version']}, newer than this gankit reads "
+            f"({CHECKPOINT_VERSION}); upgrade gankit (it was written by gankit {state.get('gankit_version')})"
+        )
+    return state
+
+
+# ------------------------------------------------------------------------------------------- run folders
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """The files of one run folder, named in one place::
+
+        config.yaml                 the resolved config
+        checkpoints/last.pt         newest full training state (a hard link to the newest step file)
+        checkpoints/step_XXXXXXX.pt the last ``keep_checkpoints`` states
+        checkpoints/best.pt, .json  the state with the best FID so far (evaluation during training)
+        samples/step_XXXXXXX.png    EMA generator on a fixed latent batch
+        metrics.csv, loss.png       the log and its plot (tensorboard/ when installed)
+        generator.safetensors       the EMA generator export
+        classes.json                class names of labelled image folders
+    """
+
+    root: Path
+
+    CONFIG = "config.yaml"
+    CHECKPOINTS = "checkpoints"
+    SAMPLES = "samples"
+    METRICS = "metrics.csv"
+    LOSS_PLOT = "loss.png"
+    GENERATOR = "generator.safetensors"
+    TENSORBOARD = "tensorboard"
+    CLASSES = "classes.json"
+    # what gankit train writes, so what --overwrite removes (and nothing else of the folder)
+    ARTEFACTS = (CONFIG, CHECKPOINTS, SAMPLES, METRICS, LOSS_PLOT, GENERATOR, TENSORBOARD, CLASSES)
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / self.CONFIG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def best_json(self) -> Path:
+        return self.checkpoints / "best.json"
+
+    def step_checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:07d}.pt"
+
+    def step_checkpoints(self) -> list[Path]:
+        """The ``step_XXXXXXX.pt`` files, oldest first."""
+        return sorted(p for p in self.checkpoints.glob("step_*.pt") if re.fullmatch(r"step_\d{7,}\.pt", p.name))
+
+    @property
+    def samples(self) -> Path:
+        return self.root / self.SAMPLES
+
+    def sample_grid(self, step: int) -> Path:
+        return self.samples / f"step_{step:07d}.png"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / self.LOSS_PLOT
+
+    @property
+    def generator(self) -> Path:
+        return self.root / self.GENERATOR
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / self.TENSORBOARD
+
+    @property
+    def classes(self) -> Path:
+        return self.root / self.CLASSES
+
+    def is_run(self) -> bool:
+        """True when the folder holds a gankit run (its config or checkpoints)."""
+        return self.config.exists() or self.checkpoints.exists()
+
+    def generator_source(self) -> Path | None:
+        """What a reader loads a generator from: ``checkpoints/last.pt``, else the export (None if neither)."""
+        for candidate in (self.last_checkpoint, self.generator):
+            if candidate.is_file():
+                return candidate
+        return None

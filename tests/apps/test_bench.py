@@ -1,0 +1,83 @@
+import json
+
+import torch
+
+from gankit.apps.bench import bench_preset, format_report
+from gankit.cli import main
+from gankit.models import SAGANConfig, SAGANGenerator
+from gankit.nn.attention import reference_attention
+
+TINY = ["model.g_conv_dim=8", "model.d_conv_dim=8", "model.z_dim=16"]
+
+
+def test_reference_attention_context_gives_the_same_model_outputs():
+    cfg = SAGANConfig(image_size=16, channels=1, z_dim=16, g_conv_dim=16, d_conv_dim=16,
+                      g_attention_resolutions=(4, 8), d_attention_resolutions=(8,))
+    torch.manual_seed(0)
+    G = SAGANGenerator(cfg).eval()
+    with torch.no_grad():
+        for a in G.attention.values():
+            a.gamma.fill_(0.5)
+    z = torch.randn(3, 16)
+    fast = G(z)
+    with reference_attention():
+        slow = G(z)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_bench_reports_consistent_numbers():
+    r = bench_preset("sagan-digits", batch_size=4, iters=1, warmup=1, device="cpu", sets=TINY)
+    assert r["batch_size"] == 4 and r["img_per_s"] > 0
+    assert abs(r["img_per_s"] - 4000 / r["ms_per_iter"]) < 1e-6 * r["img_per_s"]
+    assert r["flops_per_iter"] > 0 and r["matmul_flops_per_s"] > 1e8
+    assert abs(r["fraction_of_matmul_peak"] - r["achieved_flops_per_s"] / r["matmul_flops_per_s"]) < 1e-12
+    assert "fraction of peak" in format_report(r)
+
+
+def test_bench_counts_attention_flops_exactly():
+    """The counted FLOPs grow by exactly the attention matmuls when attention is added to G."""
+    def flops(attn: str) -> int:
+        sets = [*TINY, f"model.g_attention_resolutions={attn}", "model.d_attention_resolutions=[]"]
+        return bench_preset("sagan-digits", batch_size=2, iters=1, warmup=1, device="cpu", sets=sets)["flops_per_iter"]
+
+    extra = flops("[8]") - flops("[]")
+    # G at 8x8 has 8 channels: q, k with 1 channel, v with 8; N = 64. Per image and pass: QK^T 2*N*N*1,
+    # PV 2*N*N*8, and three 1x1 convs 2*N*8*(1+1+8). G runs forward 2x per iteration (D-step fakes, G step)
+    # and backward once; bmm backward costs 2x its forward (both operands' grads), conv backward the same.
+    n, b = 64, 2
+    per_pass = 2 * n * n * 1 + 2 * n * n * 8 + 2 * n * 8 * (1 + 1 + 8)
+    # the first conv's input (h) needs a grad too, so every backward is 2x; the extra 1x1 convs do as well
+    assert extra == b * per_pass * (2 + 2)
+
+
+def test_bench_cli(capsys):
+    assert main(["bench", "--preset", "sagan-digits", "--batch-size", "2", "--iters", "1", "--warmup", "1",
+                 "--device", "cpu", *sum((["--set", s] for s in TINY), [])]) == 0
+    out = capsys.readouterr().out
+    assert "img/s" in out and "device matmul peak" in out
+
+
+def test_synthetic_trainer_removes_its_scratch_folder():
+    import gc
+    from pathlib import Path
+
+    from gankit.apps.bench import synthetic_trainer
+
+    trainer = synthetic_trainer("sagan-digits", batch_size=2, device="cpu", sets=TINY)
+    trainer.train_step()
+    folder = Path(trainer.scratch_dir.name)
+    assert folder.is_dir() and folder.name.startswith("gankit-bench-")
+    del trainer
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_bench_json_never_replaces_an_existing_file(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("earlier numbers")
+    args = ["bench", "--preset", "sagan-digits", "--batch-size", "2", "--iters", "1", "--warmup", "1",
+            "--device", "cpu", "--json", str(out), *sum((["--set", s] for s in TINY), [])]
+    assert main(args) == 2
+    assert "--json" in capsys.readouterr().err and out.read_text() == "earlier numbers"
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads(out.read_text())["batch_size"] == 2
