@@ -152,14 +152,13 @@ def _add_sample(sub) -> None:
 
 def _sample(args: argparse.Namespace) -> int:
     from gankit.api import load_generator
-    from gankit.apps.sample import write_samples
+    from gankit.apps.sample import SampleSpec, write_samples
 
     if args.num < 1:
         raise ParameterError("num", f"must be >= 1, got {args.num}")
     generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
-    written = write_samples(generator, args.out, num=args.num, class_id=args.class_id, balanced=args.balanced,
-                            seed=args.seed, truncation=args.truncation, batch_size=args.batch_size,
-                            overwrite=args.overwrite, progress=_progress(args))
+    spec = SampleSpec(args.num, args.class_id, args.balanced, args.seed, args.truncation, args.batch_size)
+    written = write_samples(generator, args.out, spec, overwrite=args.overwrite, progress=_progress(args))
     if len(written) == 1 and written[0].is_dir():
         print(f"gankit: wrote {args.num} PNGs into {written[0]}")
     else:

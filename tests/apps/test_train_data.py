@@ -22,6 +22,7 @@ SMALL_SAGAN = [  # sagan-celeba64 shrunk to 16x16 for the tests that are not abo
     "training.tensorboard=false",
     *TINY_SETS,
 ]
+TINY_WIDTHS = ["--set", "model.z_dim=16", "--set", "model.g_conv_dim=8", "--set", "model.d_conv_dim=8"]
 SMALL_SNGAN = ["--set", "model.g_conv_dim=8", "--set", "model.d_conv_dim=8", "--set", "training.tensorboard=false"]
 
 
@@ -42,7 +43,7 @@ def test_sagan_celeba64_on_a_folder_with_broken_files(tmp_path, capsys):
     before = snapshot(data)
     run = tmp_path / "run"
     assert train("--preset", "sagan-celeba64", "--data", str(data), "--steps", "2", "--batch-size", "4",
-                 "--out", str(run)) == 0  # fmt: skip
+                 "--out", str(run), *TINY_WIDTHS) == 0  # fmt: skip
     err = capsys.readouterr().err
     for name in files["bad"]:
         assert f"skipped {data / name}" in err

@@ -7,6 +7,7 @@ picture, so it is capped at :data:`MAX_GRID_IMAGES`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterator
@@ -17,79 +18,68 @@ import torch
 
 from gankit import log
 from gankit.apps.outputs import check_free_space, stream_npz, targets_for
-from gankit.errors import ParameterError
+from gankit.errors import ParameterError, refuse_overwrite
 from gankit.images import save_grid, save_images
 from gankit.models.base import Generator
 
 MAX_GRID_IMAGES = 10_000
 
 
-def label_chunks(
-    generator: Generator, num: int, *, class_id: int | None, balanced: bool, seed: int, batch_size: int
-) -> Iterator[torch.Tensor]:
-    """The labels of the ``num`` samples, ``batch_size`` at a time: int64, -1 when the model is unconditional;
-    else ``class_id``, or cycling through the classes (``balanced``), or uniform (seeded with ``seed + 1``)."""
-    generator.check_class_id(class_id)
-    g = torch.Generator().manual_seed(seed + 1)
-    for start in range(0, num, batch_size):
-        n = min(batch_size, num - start)
-        if balanced and generator.num_classes:
+@dataclasses.dataclass(frozen=True)
+class SampleSpec:
+    """Which samples: ``num`` images with class ``class_id`` (all of them), or cycling through the classes
+    (``balanced``), or uniform random classes; latents seeded with ``seed`` (optionally truncated to
+    ``[-truncation, truncation]``), made ``batch_size`` at a time. Samples do not depend on ``batch_size``."""
+
+    num: int
+    class_id: int | None = None
+    balanced: bool = False
+    seed: int = 0
+    truncation: float | None = None
+    batch_size: int = 256
+
+    def check(self, generator: Generator) -> None:
+        if self.num < 1:
+            raise ParameterError("num", f"must be >= 1, got {self.num}")
+        generator.check_class_id(self.class_id)
+        if self.balanced and not generator.num_classes:
+            raise ParameterError("balanced", "is not for this generator: it is unconditional (drop it)")
+
+
+def label_chunks(generator: Generator, spec: SampleSpec) -> Iterator[torch.Tensor]:
+    """The labels of the samples, ``batch_size`` at a time: int64, -1 when the model is unconditional; random
+    classes come from a generator seeded with ``seed + 1``."""
+    spec.check(generator)
+    g = torch.Generator().manual_seed(spec.seed + 1)
+    for start in range(0, spec.num, spec.batch_size):
+        n = min(spec.batch_size, spec.num - start)
+        if spec.balanced:
             yield (torch.arange(start, start + n) % generator.num_classes).long()
             continue
-        labels = generator.class_labels(n, class_id=class_id, balanced=balanced, generator=g)
+        labels = generator.class_labels(n, class_id=spec.class_id, generator=g)
         yield torch.full((n,), -1, dtype=torch.long) if labels is None else labels
 
 
-def sample_chunks(
-    generator: Generator,
-    num: int,
-    *,
-    class_id: int | None = None,
-    balanced: bool = False,
-    seed: int = 0,
-    truncation: float | None = None,
-    batch_size: int = 256,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(images (n, C, H, W) float32 on the CPU, labels (n,) int64)`` batches of the ``num`` samples.
-
-    Latents come from one generator seeded with ``seed`` and labels from another, so the samples do not depend
-    on ``batch_size``.
-    """
-    if num < 1:
-        raise ParameterError("num", f"must be >= 1, got {num}")
-    g = torch.Generator().manual_seed(seed)
-    for labels in label_chunks(generator, num, class_id=class_id, balanced=balanced, seed=seed,
-                               batch_size=batch_size):
+def sample_chunks(generator: Generator, spec: SampleSpec) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images (n, C, H, W) float32 on the CPU, labels (n,) int64)``, ``batch_size`` samples at a time."""
+    g = torch.Generator().manual_seed(spec.seed)
+    for labels in label_chunks(generator, spec):
         y = labels if generator.num_classes else None
-        yield generator.sample(len(labels), labels=y, generator=g, truncation=truncation).float().cpu(), labels
+        yield generator.sample(len(labels), labels=y, generator=g, truncation=spec.truncation).float().cpu(), labels
 
 
 def write_samples(
-    generator: Generator,
-    out: str | Path,
-    *,
-    num: int,
-    class_id: int | None = None,
-    balanced: bool = False,
-    seed: int = 0,
-    truncation: float | None = None,
-    batch_size: int = 256,
-    overwrite: bool = False,
-    progress: bool | None = None,
+    generator: Generator, out: str | Path, spec: SampleSpec, *, overwrite: bool = False, progress: bool | None = None
 ) -> list[Path]:
-    """Write ``num`` samples to ``out`` (``OUT.png`` grid, ``OUT.npz``, a folder ``OUT/`` of PNGs, or a bare
+    """Write the samples of ``spec`` to ``out`` (``OUT.png`` grid, ``OUT.npz``, a folder ``OUT/`` of PNGs, or a bare
     ``OUT`` for both a grid and an ``.npz``); returns what was written. Nothing is written when a target would
     replace an existing file (unless ``overwrite``), the grid would be too large or the ``.npz`` too big for the
     disk."""
-    if num < 1:
-        raise ParameterError("num", f"must be >= 1, got {num}")
-    generator.check_class_id(class_id)
-    if balanced and not generator.num_classes:
-        raise ParameterError("balanced", "is not for this generator: it is unconditional (drop it)")
+    spec.check(generator)
+    num = spec.num
     out_str = str(out)
     out = Path(out)
-    chunks = sample_chunks(generator, num, class_id=class_id, balanced=balanced, seed=seed, truncation=truncation,
-                           batch_size=batch_size)
+    chunks = sample_chunks(generator, spec)
     if out_str.endswith(("/", "\\")) or out.is_dir():
         _refuse_numbered_pngs(out, overwrite)
         with log.progress(num, desc="sampling", unit="img", enabled=progress) as bar:
@@ -98,10 +88,7 @@ def write_samples(
                 bar.update(len(images))
         return [out]
     targets = targets_for(out)
-    if not overwrite:
-        for path in targets.values():
-            if path.exists():
-                raise ParameterError("out", f"{path} already exists; choose another path or add --overwrite")
+    refuse_overwrite(targets.values(), overwrite)
     if "png" in targets and num > MAX_GRID_IMAGES:
         raise ParameterError(
             "num", f"{num} images are too many for one grid picture (at most {MAX_GRID_IMAGES}); "
@@ -121,8 +108,7 @@ def write_samples(
                 yield images.numpy()
 
     if "npz" in targets:
-        labels = (y.numpy() for y in label_chunks(generator, num, class_id=class_id, balanced=balanced, seed=seed,
-                                                  batch_size=batch_size))
+        labels = (y.numpy() for y in label_chunks(generator, spec))
         stream_npz(targets["npz"], [("labels", np.dtype(np.int64), (num,), labels),
                                     ("images", np.dtype(np.float32), shape, image_arrays())])
     else:
@@ -131,7 +117,7 @@ def write_samples(
     if "png" in targets:
         images, labels = torch.cat([x for x, _ in kept]), torch.cat([y for _, y in kept])
         k = generator.num_classes
-        if balanced and k and num % k == 0:  # one row per class
+        if spec.balanced and num % k == 0:  # one row per class
             order = torch.argsort(labels, stable=True)
             save_grid(images[order], targets["png"], num // k, row_labels=[str(c) for c in range(k)])
         else:

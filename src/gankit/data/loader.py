@@ -48,9 +48,14 @@ class DataBatches(Protocol):
 
 
 class _SamplerState:
-    """The shared ``state_dict`` / ``load_state_dict`` / ``len`` of the batch streams."""
+    """What the batch streams share: the sampler over ``size`` images (this rank's shard of them), the batch size
+    and device, and ``state_dict`` / ``load_state_dict`` / ``len``."""
 
-    sampler: InfiniteSampler
+    def __init__(
+        self, size: int, *, batch_size: int, seed: int, device: torch.device | str, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.batch_size, self.device = batch_size, torch.device(device)
+        self.sampler = InfiniteSampler(size, seed=seed, rank=rank, world_size=world_size)
 
     def __len__(self) -> int:
         return self.sampler.size
@@ -77,21 +82,11 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 class ArrayBatches(_SamplerState):
     """Batches gathered from a uint8 array ``(N, C, S, S)`` (in RAM or an ``np.memmap``) and labels ``(N,)``."""
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray | None,
-        *,
-        batch_size: int,
-        seed: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, **stream: Any) -> None:
+        """``stream``: ``batch_size``, ``seed``, ``device``, ``rank``, ``world_size`` (see :class:`_SamplerState`)."""
+        super().__init__(len(images), **stream)
         self.images, self.labels = images, labels
-        self.batch_size, self.device = batch_size, torch.device(device)
         self.pin = self.device.type == "cuda"
-        self.sampler = InfiniteSampler(len(images), seed=seed, rank=rank, world_size=world_size)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.sampler.next_indices(self.batch_size).numpy()
@@ -108,20 +103,10 @@ class TensorBatches(_SamplerState):
     Indices come from an :class:`InfiniteSampler`; the position is part of the checkpoint.
     """
 
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor | None,
-        *,
-        batch_size: int,
-        seed: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, **stream: Any) -> None:
+        """``stream``: ``batch_size``, ``seed``, ``device``, ``rank``, ``world_size`` (see :class:`_SamplerState`)."""
+        super().__init__(len(images), **stream)
         self.images, self.labels = images, labels
-        self.batch_size, self.device = batch_size, device
-        self.sampler = InfiniteSampler(len(images), seed=seed, rank=rank, world_size=world_size)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.sampler.next_indices(self.batch_size)
@@ -173,19 +158,16 @@ class FolderBatches(_SamplerState):
         self,
         ds: FolderDataset,
         *,
-        batch_size: int,
-        seed: int,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
         num_workers: int = 0,
         with_labels: bool = True,
         strict: bool = False,
         prefetch: int = 2,
+        **stream: Any,
     ) -> None:
-        self.ds, self.batch_size, self.device = ds, batch_size, torch.device(device)
+        """``stream``: ``batch_size``, ``seed``, ``device``, ``rank``, ``world_size`` (see :class:`_SamplerState`)."""
+        super().__init__(len(ds), **stream)
+        self.ds = ds
         self.num_workers, self.with_labels, self.strict, self.prefetch = num_workers, with_labels, strict, prefetch
-        self.sampler = InfiniteSampler(len(ds), seed=seed, rank=rank, world_size=world_size)
         self._consumed = self.sampler.state_dict()
         self._iter: Iterator | None = None
         self.failed: dict[str, str] = {}

@@ -163,6 +163,17 @@ class DResBlock(nn.Module):
         return h + (F.avg_pool2d(sc, 2) if self.downsample else sc)
 
 
+def projection_embedding(cfg: object, features: int, init: str) -> nn.Module | None:
+    """The projection discriminator's class embedding ``(num_classes -> features)``, with spectral norm when the
+    config puts it on D and on the embedding (``d_spectral_norm`` and ``embedding_spectral_norm``); None for an
+    unconditional model."""
+    if not cfg.num_classes:  # type: ignore[attr-defined]
+        return None
+    sn = cfg.d_spectral_norm and cfg.embedding_spectral_norm  # type: ignore[attr-defined]
+    make = LayerMaker(init=init, sn=sn, n_power_iterations=cfg.sn_power_iterations)  # type: ignore[attr-defined]
+    return make(nn.Embedding(cfg.num_classes, features))  # type: ignore[attr-defined]
+
+
 def projection(embed: nn.Module | None, y: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:
     """``<embed(y), sum_hw features>`` per sample ``(B,)``, or 0 for an unconditional discriminator.
 

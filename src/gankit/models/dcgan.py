@@ -20,7 +20,14 @@ import torch
 from torch import nn
 
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
-from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, check_block_options, projection
+from gankit.models.blocks import (
+    DConvBlock,
+    GConvBlock,
+    LayerMaker,
+    check_block_options,
+    projection,
+    projection_embedding,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,12 +101,7 @@ class DCGANDiscriminator(Discriminator):
             self.blocks.append(DConvBlock(conv, out_ch, batch_norm=batch_norm, slope=cfg.d_leaky_slope, init=cfg.init))
             in_ch = out_ch
         self.to_logit = make(nn.Conv2d(in_ch, 1, 4))
-        embed_make = LayerMaker(
-            init=cfg.init,
-            sn=cfg.d_spectral_norm and cfg.embedding_spectral_norm,
-            n_power_iterations=cfg.sn_power_iterations,
-        )
-        self.embed = embed_make(nn.Embedding(cfg.num_classes, in_ch)) if cfg.num_classes else None
+        self.embed = projection_embedding(cfg, in_ch, cfg.init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = x

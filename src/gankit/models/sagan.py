@@ -24,7 +24,7 @@ from torch import nn
 
 from gankit.errors import UserError
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
-from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, projection
+from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, projection, projection_embedding
 from gankit.nn import SelfAttention2d, spectral_norm_all
 
 
@@ -162,12 +162,7 @@ class SAGANDiscriminator(Discriminator):
                 self.attention[str(r)] = _attention(cfg, out_ch)
             in_ch = out_ch
         self.to_logit = nn.Conv2d(in_ch, 1, 4)  # psi: no SN on the last layer (port)
-        embed_make = LayerMaker(
-            init="default",
-            sn=cfg.d_spectral_norm and cfg.embedding_spectral_norm,
-            n_power_iterations=cfg.sn_power_iterations,
-        )
-        self.embed = embed_make(nn.Embedding(cfg.num_classes, in_ch)) if cfg.num_classes else None
+        self.embed = projection_embedding(cfg, in_ch, "default")
 
     @classmethod
     def upgrade_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

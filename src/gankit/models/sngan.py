@@ -52,6 +52,7 @@ from gankit.models.blocks import (
     Norm2d,
     check_block_options,
     projection,
+    projection_embedding,
 )
 
 SNGAN_ARCHS = ("mnist", "cnn", "resnet")
@@ -188,12 +189,7 @@ class SNGANDiscriminator(Discriminator):
             )
             feature_channels = d
             self.to_logit = make(nn.Linear(d, 1))
-        embed_make = LayerMaker(
-            init=cfg.init,
-            sn=cfg.d_spectral_norm and cfg.embedding_spectral_norm,
-            n_power_iterations=cfg.sn_power_iterations,
-        )
-        self.embed = embed_make(nn.Embedding(cfg.num_classes, feature_channels)) if cfg.num_classes else None
+        self.embed = projection_embedding(cfg, feature_channels, cfg.init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -57,8 +59,36 @@ def current() -> DistInfo:
 
 
 def cleanup() -> None:
+    """Leave the process group, and return only once its gloo threads have finished (see
+    :func:`_wait_for_backend_threads`): called on every exit path of a distributed run."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        _wait_for_backend_threads()
+
+
+def _wait_for_backend_threads(timeout: float = 10.0) -> None:
+    """Wait (with the GIL released) until gloo's threads have exited.
+
+    ``destroy_process_group`` can return while a gloo worker thread still releases the last collective's work
+    object. Releasing it drops that work's tensors, and a tensor whose Python object is already gone needs the GIL
+    to free that object. If the process reaches interpreter shutdown first, the thread cannot get the GIL, CPython
+    ends it with ``pthread_exit`` inside a C++ destructor, and the process aborts with ``terminate called without
+    an active exception`` (exit code -6): the flaky failure of two-process runs, most often on the rank that finishes
+    first. Sleeping here hands the GIL to those threads until the process group's destructor has joined them.
+    Linux names the threads in ``/proc/self/task``; elsewhere there is nothing to read and nothing is waited for.
+    """
+    tasks = Path("/proc/self/task")
+    deadline = time.monotonic() + timeout
+    while tasks.is_dir() and time.monotonic() < deadline:
+        names = []
+        for task in tasks.iterdir():
+            try:
+                names.append((task / "comm").read_text())
+            except OSError:  # the thread ended while being listed
+                continue
+        if not any(name.startswith(("pt_gloo", "gloo_")) for name in names):
+            return
+        time.sleep(0.005)
 
 
 def barrier() -> None:

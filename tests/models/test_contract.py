@@ -1,0 +1,147 @@
+"""The contract every registered family keeps: the G/D interface the trainer, the loaders and the apps rely on.
+
+Each family is run through the same checks with a tiny config (widths 4-8): seeded determinism, labels that
+change a conditional generator's output, export -> load giving identical outputs, one training step that changes
+the weights and stays finite, and every supported image size (and the first unsupported ones refused). A family
+added to the registry without an entry here fails :func:`test_every_registered_family_is_covered`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+import gankit
+from gankit.config import RunConfig, TrainingConfig
+from gankit.data import TensorBatches
+from gankit.errors import UserError
+from gankit.models import FAMILIES, build_discriminator, build_generator
+from gankit.models.base import ModelConfig
+from gankit.training import Trainer, prepare_run_dir
+
+POWERS = (16, 32, 64, 128, 256)
+# family -> (tiny config fields, supported sizes, refused sizes); PGAN sizes are its final resolutions
+CONTRACT: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...]]] = {
+    "sagan": (dict(z_dim=8, g_conv_dim=8, d_conv_dim=8, max_channels=16, g_attention_resolutions=(8,),
+                   d_attention_resolutions=(8,)), POWERS, (8, 24, 512)),
+    "sngan": (dict(arch="resnet", z_dim=8, g_conv_dim=8, d_conv_dim=8), tuple(range(16, 129, 8)), (8, 20, 136)),
+    "dcgan": (dict(z_dim=8, g_conv_dim=4, d_conv_dim=4), POWERS, (8, 24, 512)),
+    "pgan": (dict(z_dim=8), (4, 8, 16, 32, 64, 128, 256, 512, 1024), (2, 24, 2048)),
+}  # fmt: skip
+VARIANTS = [(family, k) for family in CONTRACT for k in (0, 3)]  # unconditional and 3-class conditional
+
+
+def tiny(family: str, image_size: int = 16, num_classes: int = 0, **changes) -> ModelConfig:
+    fields, _, _ = CONTRACT[family]
+    fields = {**fields, "image_size": image_size, "channels": 1, "num_classes": num_classes, **changes}
+    if family == "pgan":
+        n = image_size.bit_length() - 2
+        fields.update(depths=(8,) * n, steps_per_scale=(2,) * n, fade_steps=1)
+    return FAMILIES[family].config.from_dict(fields)
+
+
+def labels_for(cfg: ModelConfig, n: int) -> torch.Tensor | None:
+    return torch.arange(n) % cfg.num_classes if cfg.num_classes else None
+
+
+def grown(G: torch.nn.Module) -> torch.nn.Module:
+    """A growing generator at its final scale, fully faded in; others as they are."""
+    if getattr(G, "grows_progressively", False):
+        G.set_scale(G.config.num_scales - 1)
+    return G
+
+
+def test_every_registered_family_is_covered():
+    assert set(CONTRACT) == set(FAMILIES)
+
+
+@pytest.mark.parametrize(("family", "k"), VARIANTS)
+def test_seeded_construction_and_sampling_are_deterministic(family, k):
+    cfg = tiny(family, num_classes=k)
+    torch.manual_seed(5)
+    a = grown(build_generator(cfg)).eval()
+    torch.manual_seed(5)
+    b = grown(build_generator(cfg)).eval()
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    first = a.sample(4, labels=labels_for(cfg, 4), generator=torch.Generator().manual_seed(1))
+    again = b.sample(4, labels=labels_for(cfg, 4), generator=torch.Generator().manual_seed(1))
+    other = a.sample(4, labels=labels_for(cfg, 4), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    torch.manual_seed(6)
+    c = grown(build_generator(cfg))
+    assert any(not torch.equal(v, c.state_dict()[key]) for key, v in a.state_dict().items() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("family", list(CONTRACT))
+def test_labels_change_a_conditional_generators_output(family):
+    torch.manual_seed(0)
+    G = grown(build_generator(tiny(family, num_classes=3))).eval()
+    with torch.no_grad():
+        for module in G.modules():  # conditional gains start at 1: randomise them so every class differs
+            if hasattr(module, "gain") and isinstance(module.gain, torch.nn.Embedding):
+                module.gain.weight.normal_(1, 0.5)
+    z = torch.randn(3, 8).repeat_interleave(3, 0)  # each latent with classes 0, 1, 2
+    y = torch.arange(3).repeat(3)
+    with torch.no_grad():
+        images = G(z, y).reshape(3, 3, -1)
+    for i in range(3):
+        assert not torch.allclose(images[i, 0], images[i, 1]) and not torch.allclose(images[i, 1], images[i, 2])
+    with pytest.raises(ValueError, match="class-conditional"):
+        G(z)
+    with pytest.raises(UserError, match="class_id 3 is out of range"):
+        G.check_class_id(3)
+
+
+@pytest.mark.parametrize(("family", "k"), VARIANTS)
+def test_export_then_load_gives_identical_outputs(family, k, tmp_path):
+    torch.manual_seed(0)
+    G = grown(build_generator(tiny(family, num_classes=k))).eval()
+    loaded = gankit.load_generator(G.save_export(tmp_path / "g.safetensors"))
+    assert type(loaded) is type(G) and loaded.config == G.config and not loaded.training
+    z, y = torch.randn(5, 8), labels_for(G.config, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z, y), G(z, y), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("family", "k"), VARIANTS)
+def test_one_training_step_changes_the_weights_and_stays_finite(family, k, tmp_path):
+    model = tiny(family, num_classes=k)
+    cfg = RunConfig(model=model, training=TrainingConfig(batch_size=4, steps=1, device="cpu", tensorboard=False))
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 1, model.image_size, model.image_size, generator=g) * 2 - 1
+    batches = TensorBatches(images, labels_for(model, 8), batch_size=4, seed=0, device="cpu")
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=batches)
+    g0, d0 = copy.deepcopy(trainer.G.state_dict()), copy.deepcopy(trainer.D.state_dict())
+    stats = trainer.train_step()
+    assert float(stats["skipped"]) == 0 and all(torch.isfinite(v).all() for v in stats.values())
+    for before, net in ((g0, trainer.G), (d0, trainer.D)):
+        after = net.state_dict()
+        assert any(not torch.equal(v, after[key]) for key, v in before.items() if v.is_floating_point())
+        assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(("family", "k"), VARIANTS)
+@torch.no_grad()
+def test_every_supported_size(family, k):
+    _, sizes, refused = CONTRACT[family]
+    for size in sizes:
+        torch.manual_seed(size)
+        cfg = tiny(family, image_size=size, num_classes=k)
+        G, D = grown(build_generator(cfg)).eval(), grown(build_discriminator(cfg)).eval()
+        y = labels_for(cfg, 2)
+        x = G(torch.randn(2, 8), y)
+        assert x.shape == (2, 1, size, size), (family, size)
+        assert torch.isfinite(x).all() and x.std() > 0
+        if family != "pgan":  # tanh outputs; PGAN's are unbounded, as the zoo's
+            assert x.abs().max() <= 1
+        logits = D(x, y)
+        assert logits.shape == (2,) and torch.isfinite(logits).all()
+    for size in refused:
+        fields = dataclasses.asdict(tiny(family)) | {"image_size": size}
+        with pytest.raises(UserError, match="image_size"):
+            FAMILIES[family].config.from_dict(fields)
