@@ -210,6 +210,7 @@ def test_attention_of_a_clicked_pixel(client):
     heat = np.array(layer["heatmap"])
     assert heat.shape == (8, 8) and heat.min() >= 0
     assert heat.sum() == pytest.approx(1.0, abs=1e-4) and layer["sum"] == pytest.approx(1.0, abs=1e-6)
+    assert layer["max"] == pytest.approx(heat.max(), abs=1e-6) and layer["uniform"] == 1 / 64
     assert layer["overlay"].startswith("data:image/png;base64,")
     import base64
 

@@ -287,7 +287,8 @@
       img.alt = `attention of layer ${layer.name}`;
       const caption = document.createElement("figcaption");
       caption.textContent = `${layer.name} · ${layer.size[0]}×${layer.size[1]} queries · ` +
-        `query (${layer.query[0]}, ${layer.query[1]}) · γ = ${layer.gamma.toFixed(3)} · max ${layer.max.toFixed(3)}`;
+        `query (${layer.query[0]}, ${layer.query[1]}) · γ = ${layer.gamma.toFixed(3)} · ` +
+        `max ${layer.max.toFixed(3)} (uniform ${layer.uniform.toFixed(3)})`;
       figure.append(img, caption);
       return figure;
     });
@@ -389,7 +390,8 @@
     els["seed-next"].addEventListener("click", () => setSeed(String(Math.min(info.limits.max_seed, state.seed + 1))));
     els["seed-random"].addEventListener("click", () => setSeed(String(Math.floor(Math.random() * 100000))));
     els.class.addEventListener("change", () => { state.cls = els.class.value; renderAll(); });
-    els.truncation.addEventListener("input", debounce(() => { state.trunc = els.truncation.value.trim(); renderAll(); }, 300));
+    const truncationSoon = debounce(() => { state.trunc = els.truncation.value.trim(); renderAll(); }, 300);
+    els.truncation.addEventListener("input", truncationSoon);
     els.n.addEventListener("change", () => {
       state.n = Number(els.n.value);
       if (state.sel >= state.n) state.sel = 0;
@@ -424,7 +426,10 @@
     els["walk-a"].addEventListener("input", walkSeed("a", els["walk-a"]));
     els["walk-b"].addEventListener("input", walkSeed("b", els["walk-b"]));
     els["walk-mode"].addEventListener("change", () => { state.mode = els["walk-mode"].value; renderWalk(); });
-    els["walk-steps"].addEventListener("change", () => { state.steps = Number(els["walk-steps"].value); renderWalk(); });
+    els["walk-steps"].addEventListener("change", () => {
+      state.steps = Number(els["walk-steps"].value);
+      renderWalk();
+    });
     const frameSoon = debounce(() => { writeHash(); renderFrame(); }, 40);
     els["walk-t"].addEventListener("input", () => {
       state.t = Number(els["walk-t"].value);

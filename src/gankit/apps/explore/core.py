@@ -193,15 +193,18 @@ def colour_ramp(values: np.ndarray) -> np.ndarray:
 
 
 def overlay_png(
-    image: np.ndarray, heatmap: torch.Tensor, point: tuple[int, int], side: int, alpha: float = 0.6
+    image: np.ndarray, heatmap: torch.Tensor, point: tuple[int, int], side: int, alpha: float = 0.8
 ) -> bytes:
     """The image ``(S, S, C)`` enlarged to ``side`` pixels (nearest) with ``heatmap`` ``(h_k, w_k)`` upsampled
-    (bilinear), scaled by its maximum, coloured and blended over it; the query ``point`` (x, y) is marked."""
+    (bilinear), scaled by its maximum and coloured over it: a key's colour is as opaque as its share of the
+    maximum (``alpha`` at the maximum), so the image shows through where the query does not look. The query
+    ``point`` (x, y) is marked."""
     s = image.shape[0]
     base = np.asarray(_pil(image).convert("RGB").resize((side, side), Image.NEAREST), dtype=np.float64)
     heat = F.interpolate(heatmap[None, None].double(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
-    heat = (heat / heat.max().clamp_min(1e-12)).numpy()
-    mixed = (1 - alpha) * base + alpha * colour_ramp(heat)
+    heat = (heat / heat.max().clamp_min(1e-12)).clamp(0, 1).numpy()
+    weight = alpha * heat[..., None]
+    mixed = (1 - weight) * base + weight * colour_ramp(heat)
     picture = Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     cx, cy = (point[0] + 0.5) * side / s, (point[1] + 0.5) * side / s
@@ -399,6 +402,7 @@ class Explorer:
                     "heatmap": [[round(float(v), 6) for v in r] for r in heat],
                     "sum": float(heat.sum()),
                     "max": float(heat.max()),
+                    "uniform": 1.0 / heat.numel(),  # what every key would get if the query attended evenly
                     "overlay": data_url(overlay_png(picture, heat, point, side)),
                     "overlay_size": side,
                 }
