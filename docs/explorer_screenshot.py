@@ -1,7 +1,8 @@
 """Screenshot of ``gankit explore`` for the README (docs/images/explorer.png), in the system's headless Chromium.
 
     python -m gankit train --preset sagan-digits --steps 300 --out /tmp/explore-demo --no-progress
-    python docs/explorer_screenshot.py /tmp/explore-demo --out docs/images/explorer.png
+    python docs/explorer_screenshot.py /tmp/explore-demo --out docs/images/explorer.png \
+        --label "sagan-digits, 300 steps"
 
 Needs the explore extra and playwright (``pip install playwright``; the browser is Debian's ``chromium``,
 never ``playwright install``).
@@ -39,10 +40,11 @@ def main() -> None:
     parser.add_argument("--out", default="docs/images/explorer.png")
     parser.add_argument("--view", default="seed=7&n=36&class=random&trunc=0.8&sel=9&x=8&y=5&a=7&b=12&steps=8&t=0.4")
     parser.add_argument("--width", type=int, default=1200)
+    parser.add_argument("--label", help="what the page calls the model (default: the checkpoint path)")
     args = parser.parse_args()
 
     generator = gankit.load_generator(args.checkpoint, device="cpu")
-    server, sock, url = make_server(create_app(generator, source=args.checkpoint), "127.0.0.1", 0)
+    server, sock, url = make_server(create_app(generator, source=args.label or args.checkpoint), "127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:

@@ -452,6 +452,13 @@ def test_serve_loads_a_file_prints_the_url_and_warns_off_loopback(sagan, tmp_pat
     assert "reachable from other machines; gankit explore has no authentication" in err
     assert "open http://127.0.0.1:" in out
 
+    def interrupted(self, sockets=None):
+        raise KeyboardInterrupt  # what uvicorn re-raises after its graceful stop on Ctrl+C
+
+    monkeypatch.setattr(uvicorn.Server, "run", interrupted)
+    assert serve(str(path), port=0, device="cpu") == 0
+    assert capsys.readouterr().out.endswith("gankit explore: stopped\n")
+
 
 def test_loaded_file_renders_as_the_module(sagan, tmp_path):
     path = save_generator(sagan, sagan.config.to_dict(), tmp_path / "g.safetensors")

@@ -167,11 +167,13 @@
     return renderMs(response) ?? 0;
   }
 
-  // Display an image at an integer multiple of its size (crisp pixels), about `target` CSS pixels wide.
+  // Display an image at an integer multiple of its size (crisp pixels), about `target` CSS pixels wide; an image
+  // wider than that is scaled down smoothly instead.
   function fit(img, target) {
     const w = img.naturalWidth;
     if (!w) return;
     img.style.width = w >= target ? "" : `${w * Math.max(1, Math.floor(target / w))}px`;
+    img.classList.toggle("pixelated", w < target);
   }
 
   // ------------------------------------------------------------------------------------------ samples
@@ -261,8 +263,8 @@
     const token = {};
     current.set(box, token);
     box.dataset.state = "loading";
-    hint.textContent = `Where pixel (${state.x}, ${state.y}) attends, per attention layer (bright: more attention; ` +
-      "each map sums to 1). Click another pixel to move the query.";
+    hint.textContent = `Where pixel (${state.x}, ${state.y}) attends, per attention layer: coloured where it ` +
+      "looks more than an even share (brightest at the maximum; each map sums to 1). Click another pixel to move it.";
     let response;
     try {
       response = await fetch("/api/attention?" + sampleQuery({ index: state.sel, x: state.x, y: state.y }));
@@ -288,7 +290,7 @@
       const caption = document.createElement("figcaption");
       caption.textContent = `${layer.name} · ${layer.size[0]}×${layer.size[1]} queries · ` +
         `query (${layer.query[0]}, ${layer.query[1]}) · γ = ${layer.gamma.toFixed(3)} · ` +
-        `max ${layer.max.toFixed(3)} (uniform ${layer.uniform.toFixed(3)})`;
+        `max ${(layer.max / layer.uniform).toFixed(1)}× an even share`;
       figure.append(img, caption);
       return figure;
     });

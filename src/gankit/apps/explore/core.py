@@ -193,18 +193,22 @@ def colour_ramp(values: np.ndarray) -> np.ndarray:
 
 
 def overlay_png(
-    image: np.ndarray, heatmap: torch.Tensor, point: tuple[int, int], side: int, alpha: float = 0.8
+    image: np.ndarray, heatmap: torch.Tensor, point: tuple[int, int], side: int, alpha: float = 0.85
 ) -> bytes:
     """The image ``(S, S, C)`` enlarged to ``side`` pixels (nearest) with ``heatmap`` ``(h_k, w_k)`` upsampled
-    (bilinear), scaled by its maximum and coloured over it: a key's colour is as opaque as its share of the
-    maximum (``alpha`` at the maximum), so the image shows through where the query does not look. The query
-    ``point`` (x, y) is marked."""
+    (bilinear) and coloured over it: the colour scales with attention / its maximum, and a key is covered only as
+    far as it gets more than an even share (``1 / N_k``; opacity ``alpha`` at the maximum), so an evenly spread
+    map leaves the image visible instead of looking like strong attention everywhere. The query ``point`` (x, y)
+    is marked."""
     s = image.shape[0]
     base = np.asarray(_pil(image).convert("RGB").resize((side, side), Image.NEAREST), dtype=np.float64)
+    uniform = 1.0 / heatmap.numel()
     heat = F.interpolate(heatmap[None, None].double(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
-    heat = (heat / heat.max().clamp_min(1e-12)).clamp(0, 1).numpy()
-    weight = alpha * heat[..., None]
-    mixed = (1 - weight) * base + weight * colour_ramp(heat)
+    top = float(heatmap.max())
+    shade = (heat / max(top, 1e-12)).clamp(0, 1).numpy()
+    above = ((heat - uniform) / (top - uniform)).clamp(0, 1).numpy() if top - uniform > 1e-9 else np.zeros_like(shade)
+    weight = alpha * above[..., None]
+    mixed = (1 - weight) * base + weight * colour_ramp(shade)
     picture = Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     cx, cy = (point[0] + 0.5) * side / s, (point[1] + 0.5) * side / s

@@ -241,7 +241,8 @@ def serve(
     err: TextIO | None = None,
 ) -> int:
     """Load ``checkpoint`` (anything :func:`gankit.load_generator` reads, EMA weights) and serve the explorer
-    until interrupted. Prints the URL; warns on stderr when ``host`` is not a loopback address. Returns 0."""
+    until interrupted (Ctrl+C or SIGTERM). Prints the URL; warns on stderr (one line) when ``host`` is not a
+    loopback address. Returns 0."""
     out = out or sys.stdout
     err = err or sys.stderr
     generator = load_generator(checkpoint, ema=True, device=device)
@@ -263,8 +264,11 @@ def serve(
         )
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully on Ctrl+C, then re-raises the signal it caught
+        pass
     finally:
         sock.close()
+    print("gankit explore: stopped", file=out)
     return 0
 
 
