@@ -1,0 +1,275 @@
+"""The explorer's web server: a Starlette app (one page + a small JSON/PNG API) served by uvicorn.
+
+Needs the ``explore`` extra (starlette, uvicorn); :mod:`gankit.apps.explore` checks for it and says how to
+install it. Endpoints (all GET; every parameter optional unless noted; bad or out-of-range values are answered
+with HTTP 400 and ``{"error": "<param>: ...", "param": "<param>"}``):
+
+==========================  ==========================================================================
+``/``                       the page (``page.html``, ``app.js``, ``style.css``; nothing from the network)
+``/api/info``               the model (family, z_dim, num_classes, image_size, channels, attention layers
+                            with gamma) and the limits of this server
+``/api/sample.png``         grid of ``n`` samples: ``seed n class truncation download``
+``/api/image.png``          sample ``index`` of that grid alone: ``+ index scale`` (header ``X-Sample-Class``)
+``/api/walk.png``           strip of ``steps`` frames from seed ``a`` to seed ``b``:
+                            ``a b steps mode class truncation download``
+``/api/walk_frame.png``     one point ``t`` in [0, 1] of that walk: ``a b t mode class truncation scale download``
+``/api/attention``          JSON: per attention layer, where image pixel ``(x, y)`` (required) of sample
+                            ``index`` attends: ``seed n index class truncation x y``
+==========================  ==========================================================================
+
+``class`` is ``0..K-1`` or ``random`` (conditional models only), ``truncation`` a number in ``(0, max]`` or
+empty (none), ``mode`` ``lerp`` or ``slerp``, ``download=1`` adds ``Content-Disposition: attachment``.
+Generation runs in a worker thread (``run_in_threadpool``) under the explorer's model lock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, TextIO
+
+import torch
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+# gankit imports: the only ones in this module
+from gankit import load_generator
+from gankit.apps.explore.core import MODES, Explorer, Limits, ParamError, Query
+from gankit.errors import UserError
+
+LOOPBACK_HOST_HEADERS = ("127.0.0.1", "localhost", "[::1]", "::1")
+PAGE_FILES = {"/": ("page.html", "text/html; charset=utf-8"),
+              "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+              "/style.css": ("style.css", "text/css; charset=utf-8")}  # fmt: skip
+# The page loads nothing from elsewhere: the policy lets the browser enforce that.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SAMPLE = Explorer.SAMPLE_PARAMS
+WALK = ("a", "b", "mode", "class", "truncation")
+
+
+def _page_file(name: str) -> bytes:
+    return resources.files("gankit.apps.explore").joinpath(name).read_bytes()
+
+
+def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if param is not None:
+        body["param"] = param
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _png(data: bytes, filename: str, download: bool, started: float, class_id: int | None = None) -> Response:
+    disposition = "attachment" if download else "inline"
+    headers = {
+        "Content-Disposition": f'{disposition}; filename="{filename}"',
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Server-Timing": f"render;dur={(time.perf_counter() - started) * 1000:.1f}",
+    }
+    if class_id is not None:
+        headers["X-Sample-Class"] = str(class_id)
+    return Response(data, media_type="image/png", headers=headers)
+
+
+def create_app(
+    generator: torch.nn.Module,
+    *,
+    source: str = "",
+    limits: Limits | None = None,
+    allowed_hosts: list[str] | tuple[str, ...] | None = None,
+) -> Starlette:
+    """The explorer app for one loaded generator. ``source`` is shown on the page; ``limits`` caps requests
+    (:class:`~gankit.apps.explore.core.Limits`); ``allowed_hosts`` (e.g. the loopback names, as :func:`serve`
+    sets for a loopback bind) refuses other ``Host`` headers, against DNS rebinding."""
+    ex = Explorer(generator, source=source, limits=limits)
+    tag = ex.family or "gankit"
+
+    def class_tag(class_id: int | None) -> str:
+        return "" if class_id is None else f"-class{class_id}"
+
+    async def page(request: Request) -> Response:
+        name, media_type = PAGE_FILES[request.url.path]
+        headers = {"Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff",
+                   "Cache-Control": "no-cache"}  # fmt: skip
+        return Response(_page_file(name), media_type=media_type, headers=headers)
+
+    async def info(request: Request) -> Response:
+        Query(request.query_params.multi_items(), ())
+        return JSONResponse(ex.info())
+
+    async def sample_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), (*SAMPLE, "download"))
+        s, download = ex.parse_sample(q), q.flag("download")
+        data = await run_in_threadpool(ex.grid_png, s)
+        return _png(data, f"{tag}-seed{s.seed}-n{s.n}{class_tag(s.class_id)}.png", download, started)
+
+    async def image_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), (*SAMPLE, "index", "scale", "download"))
+        s = ex.parse_sample(q)
+        index, scale, download = ex.parse_index(q, s.n), ex.parse_scale(q), q.flag("download")
+        data = await run_in_threadpool(ex.image_png, s, index, scale)
+        name = f"{tag}-seed{s.seed}-n{s.n}-{index}{class_tag(s.class_id)}.png"
+        return _png(data, name, download, started, ex.sample_class(s, index))
+
+    def parse_walk(q: Query) -> tuple[int, int, str, int | None, float | None]:
+        a = q.integer("a", 0, 0, ex.limits.max_seed)
+        b = q.integer("b", 1, 0, ex.limits.max_seed)
+        return a, b, q.choice("mode", "lerp", MODES), ex.parse_class(q), ex.parse_truncation(q)
+
+    async def walk_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), (*WALK, "steps", "download"))
+        a, b, mode, class_id, trunc = parse_walk(q)
+        steps, download = q.integer("steps", min(8, ex.max_steps), 2, ex.max_steps), q.flag("download")
+        data = await run_in_threadpool(ex.walk_strip_png, a, b, steps, mode, class_id, trunc)
+        return _png(data, f"{tag}-walk-{a}-{b}-{mode}-{steps}{class_tag(class_id)}.png", download, started)
+
+    async def walk_frame_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), (*WALK, "t", "scale", "download"))
+        a, b, mode, class_id, trunc = parse_walk(q)
+        t, scale, download = q.number("t", 0.0, 0.0, 1.0), ex.parse_scale(q), q.flag("download")
+        data = await run_in_threadpool(ex.walk_frame_png, a, b, t, mode, class_id, trunc, scale)
+        return _png(data, f"{tag}-walk-{a}-{b}-{mode}-t{t:g}{class_tag(class_id)}.png", download, started)
+
+    async def attention(request: Request) -> Response:
+        q = Query(request.query_params.multi_items(), (*SAMPLE, "index", "x", "y"))
+        ex.require_attention()  # before any other check: the answer for a DCGAN is always the same
+        s = ex.parse_sample(q)
+        index, point = ex.parse_index(q, s.n), ex.parse_point(q)
+        body = await run_in_threadpool(ex.attention_json, s, index, point)
+        return JSONResponse(body, headers={"Cache-Control": "no-cache"})
+
+    async def param_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ParamError)
+        return _error(400, str(exc), exc.param)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, str(exc.detail))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:  # last resort: bad input never gets here
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    routes = [Route(path, page) for path in PAGE_FILES]
+    routes += [
+        Route("/api/info", info),
+        Route("/api/sample.png", sample_png),
+        Route("/api/image.png", image_png),
+        Route("/api/walk.png", walk_png),
+        Route("/api/walk_frame.png", walk_frame_png),
+        Route("/api/attention", attention),
+    ]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
+    handlers: dict[Any, Callable] = {ParamError: param_error, HTTPException: http_error, Exception: internal_error}
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app.state.explorer = ex
+    return app
+
+
+# ---------------------------------------------------------------------------------------------------- serving
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``port`` 0: any free port); a clear :class:`UserError` if it cannot."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {port!r}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        raise UserError(f"--host {host!r} is not an address or name this machine can resolve") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):  # every interface: this machine reaches it on loopback
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def make_server(app: Starlette, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "warning"):
+    """``(uvicorn.Server, bound socket, URL)``; run it with ``server.run(sockets=[sock])`` (or
+    ``await server.serve(sockets=[sock])``); ``server.should_exit = True`` stops it."""
+    import uvicorn
+
+    sock = bind(host, port)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    return uvicorn.Server(config), sock, url_of(sock)
+
+
+def serve(
+    checkpoint: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "auto",
+    limits: Limits | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Load ``checkpoint`` (anything :func:`gankit.load_generator` reads, EMA weights) and serve the explorer
+    until interrupted (Ctrl+C or SIGTERM). Prints the URL; warns on stderr (one line) when ``host`` is not a
+    loopback address. Returns 0."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    generator = load_generator(checkpoint, ema=True, device=device)
+    loopback = is_loopback(host)
+    app = create_app(
+        generator, source=str(checkpoint), limits=limits, allowed_hosts=LOOPBACK_HOST_HEADERS if loopback else None
+    )
+    server, sock, url = make_server(app, host, port)
+    ex: Explorer = app.state.explorer
+    what = f"{ex.family} {ex.size}x{ex.size}" + (f", {ex.num_classes} classes" if ex.num_classes else "")
+    print(f"gankit explore: {checkpoint} ({what}) on {next(generator.parameters()).device}", file=out)
+    print(f"gankit explore: open {url} (Ctrl+C to stop)", file=out, flush=True)
+    if not loopback:
+        print(
+            f"gankit explore: warning: --host {host} is reachable from other machines; "
+            "gankit explore has no authentication",
+            file=err,
+            flush=True,
+        )
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully on Ctrl+C, then re-raises the signal it caught
+        pass
+    finally:
+        sock.close()
+    print("gankit explore: stopped", file=out)
+    return 0
+
+
+__all__ = ["create_app", "make_server", "serve", "is_loopback", "bind", "url_of"]

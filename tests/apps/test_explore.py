@@ -1,0 +1,508 @@
+"""``gankit explore`` at the HTTP level: every endpoint with good and bad requests, on tiny models built here.
+
+A 500 is never an acceptable answer to bad input: the TestClient re-raises server exceptions, so a request that
+reached the catch-all would fail the test that sent it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+if importlib.util.find_spec("starlette") is None or importlib.util.find_spec("uvicorn") is None:
+    if os.environ.get("GANKIT_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("starlette / uvicorn are not installed: pip install -e '.[dev,explore]'")
+    pytest.skip("the explore extra (starlette, uvicorn) is not installed", allow_module_level=True)
+
+from starlette.testclient import TestClient  # noqa: E402
+
+# gankit imports: kept in one block (the refactor moves some of them)
+import gankit  # noqa: E402
+from gankit.apps.explore import EXTRA_MESSAGE, Limits, create_app, serve  # noqa: E402
+from gankit.apps.explore.core import PADDING, to_uint8  # noqa: E402
+from gankit.apps.explore.server import LOOPBACK_HOST_HEADERS, bind, is_loopback  # noqa: E402
+from gankit.errors import UserError  # noqa: E402
+from gankit.models import DCGANConfig, DCGANGenerator, SAGANConfig, SAGANGenerator  # noqa: E402
+from gankit.training.checkpoint import save_generator  # noqa: E402
+
+OLD_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "old_runs"
+S = 16
+
+
+def tiny_sagan(num_classes: int = 10, seed: int = 0) -> SAGANGenerator:
+    torch.manual_seed(seed)
+    cfg = SAGANConfig(
+        image_size=S,
+        channels=1,
+        z_dim=16,
+        g_conv_dim=8,
+        d_conv_dim=8,
+        g_attention_resolutions=(8,),
+        d_attention_resolutions=(8,),
+        num_classes=num_classes,
+    )
+    g = SAGANGenerator(cfg).eval().requires_grad_(False)
+    for name, p in g.named_parameters():  # untrained weights, but a class and attention that matter
+        if ".norm." in name:  # class-conditional batch norm starts the same for every class
+            p.add_(torch.randn(p.shape) * 0.5)
+        if name.endswith("gamma"):
+            p.fill_(0.25)
+    return g
+
+
+def tiny_dcgan() -> DCGANGenerator:
+    torch.manual_seed(0)
+    cfg = DCGANConfig(image_size=S, channels=1, z_dim=8, g_conv_dim=8, d_conv_dim=8)
+    return DCGANGenerator(cfg).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def sagan():
+    return tiny_sagan()
+
+
+@pytest.fixture(scope="module")
+def client(sagan):
+    with TestClient(create_app(sagan, source="tiny-sagan")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def uncond():
+    with TestClient(create_app(tiny_sagan(num_classes=0), source="tiny-uncond")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def dcgan():
+    with TestClient(create_app(tiny_dcgan(), source="tiny-dcgan")) as c:
+        yield c
+
+
+def png(response, size: tuple[int, int] | None = None) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    image.load()
+    if size is not None:
+        assert image.size == size
+    return np.asarray(image)
+
+
+def grid_side(n: int, cols: int | None = None) -> tuple[int, int]:
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = -(-n // cols)
+    return cols * (S + PADDING) + PADDING, rows * (S + PADDING) + PADDING
+
+
+def cell(grid: np.ndarray, i: int, cols: int) -> np.ndarray:
+    r, c = divmod(i, cols)
+    y0, x0 = PADDING + r * (S + PADDING), PADDING + c * (S + PADDING)
+    return grid[y0 : y0 + S, x0 : x0 + S]
+
+
+# ---------------------------------------------------------------------------------------------------- good requests
+
+
+def test_info_describes_model_and_limits(client, uncond, dcgan):
+    info = client.get("/api/info").json()
+    assert info["family"] == "sagan" and info["source"] == "tiny-sagan"
+    assert (info["z_dim"], info["num_classes"], info["image_size"], info["channels"]) == (16, 10, S, 1)
+    assert [a["name"] for a in info["attention"]] == ["attention.8"]
+    assert info["attention"][0]["gamma"] == pytest.approx(0.25)
+    assert info["limits"]["max_n"] == 64 and info["limits"]["max_steps"] == 32
+    assert info["grid"]["padding"] == PADDING and info["modes"] == ["lerp", "slerp"]
+    assert uncond.get("/api/info").json()["num_classes"] == 0
+    d = dcgan.get("/api/info").json()
+    assert d["family"] == "dcgan" and d["attention"] == []
+
+
+def test_page_and_assets_are_served_and_offline(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    for path, kind in (("/app.js", "text/javascript"), ("/style.css", "text/css")):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind)
+        assert "http://" not in r.text and "https://" not in r.text, f"{path} must load nothing from the network"
+    assert 'src="/app.js"' in page.text and "http://" not in page.text and "https://" not in page.text
+
+
+def test_sample_grid_is_deterministic(client):
+    a = client.get("/api/sample.png?seed=3&n=16")
+    grid = png(a, grid_side(16))
+    assert a.content == client.get("/api/sample.png?seed=3&n=16").content  # same seed -> same bytes
+    other = png(client.get("/api/sample.png?seed=4&n=16"), grid_side(16))
+    assert not np.array_equal(grid, other)
+    png(client.get("/api/sample.png?seed=3&n=5"), grid_side(5))  # 3 columns, 2 rows
+    png(client.get("/api/sample.png?seed=3&n=1&class=7&truncation=0.5"), grid_side(1))
+    assert "inline" in a.headers["content-disposition"]
+    d = client.get("/api/sample.png?seed=3&n=16&download=1")
+    assert d.headers["content-disposition"].startswith("attachment;") and "seed3" in d.headers["content-disposition"]
+    assert d.content == a.content
+
+
+def test_latents_follow_the_documented_seed_rule(client, sagan):
+    n, seed, index = 9, 11, 4
+    g = torch.Generator().manual_seed(seed)
+    z = sagan.sample_latents(n, generator=g)
+    y = torch.randint(10, (n,), generator=g)  # class=random: labels drawn next from the same generator
+    expected = to_uint8(sagan(z[index : index + 1], y[index : index + 1]))[0, ..., 0]
+    r = client.get(f"/api/image.png?seed={seed}&n={n}&index={index}")
+    np.testing.assert_array_equal(png(r, (S, S)), expected)
+    assert r.headers["x-sample-class"] == str(int(y[index]))
+    grid = png(client.get(f"/api/sample.png?seed={seed}&n={n}"))
+    assert np.abs(cell(grid, index, 3).astype(int) - expected.astype(int)).max() <= 1  # batch vs alone: float noise
+
+
+def test_image_enlargement_and_class(client):
+    small = png(client.get("/api/image.png?seed=2&n=4&index=3&class=5"), (S, S))
+    big = png(client.get("/api/image.png?seed=2&n=4&index=3&class=5&scale=8"), (8 * S, 8 * S))
+    np.testing.assert_array_equal(big[::8, ::8], small)  # nearest-neighbour upscaling
+    assert client.get("/api/image.png?seed=2&n=4&index=3&class=5").headers["x-sample-class"] == "5"
+    other = png(client.get("/api/image.png?seed=2&n=4&index=3&class=6"), (S, S))
+    assert not np.array_equal(small, other)
+
+
+def test_walk_strip_and_frames(client):
+    strip = png(client.get("/api/walk.png?a=1&b=2&steps=8&class=3"), grid_side(8, cols=8))
+    start = png(client.get("/api/image.png?seed=1&n=1&class=3"))
+    end = png(client.get("/api/image.png?seed=2&n=1&class=3"))
+    tol = 1  # a frame is rendered in a batch of 8, the image alone
+    assert np.abs(cell(strip, 0, 8).astype(int) - start.astype(int)).max() <= tol
+    assert np.abs(cell(strip, 7, 8).astype(int) - end.astype(int)).max() <= tol
+    f0 = png(client.get("/api/walk_frame.png?a=1&b=2&t=0&class=3"), (S, S))
+    np.testing.assert_array_equal(f0, start)
+    half = client.get("/api/walk_frame.png?a=1&b=2&t=0.5&class=3")
+    assert not np.array_equal(png(half), f0)
+    assert half.content == client.get("/api/walk_frame.png?a=1&b=2&t=0.5&class=3").content
+    slerp = png(client.get("/api/walk_frame.png?a=1&b=2&t=0.5&class=3&mode=slerp"))
+    assert not np.array_equal(png(half), slerp)
+    png(client.get("/api/walk_frame.png?a=1&b=2&t=0.5&class=3&scale=4"), (4 * S, 4 * S))
+    # class=random: the class of seed a's sample, kept along the walk
+    png(client.get("/api/walk.png?a=1&b=2&steps=32&mode=slerp&truncation=1.5"), grid_side(32, cols=32))
+    d = client.get("/api/walk.png?a=1&b=2&download=1")
+    assert d.headers["content-disposition"].startswith("attachment;")
+
+
+def test_attention_of_a_clicked_pixel(client):
+    r = client.get("/api/attention?seed=3&n=16&index=2&x=5&y=7")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert (body["x"], body["y"], body["index"], body["image_size"]) == (5, 7, 2, S)
+    (layer,) = body["layers"]
+    assert layer["name"] == "attention.8" and layer["gamma"] == pytest.approx(0.25)
+    assert layer["size"] == [8, 8] and layer["key_size"] == [8, 8]
+    assert layer["query"] == [7 * 8 // S, 5 * 8 // S]  # (row, col) = (y * h // S, x * w // S)
+    heat = np.array(layer["heatmap"])
+    assert heat.shape == (8, 8) and heat.min() >= 0
+    assert heat.sum() == pytest.approx(1.0, abs=1e-4) and layer["sum"] == pytest.approx(1.0, abs=1e-6)
+    assert layer["max"] == pytest.approx(heat.max(), abs=1e-6) and layer["uniform"] == 1 / 64
+    assert layer["overlay"].startswith("data:image/png;base64,")
+    import base64
+
+    overlay = Image.open(io.BytesIO(base64.b64decode(layer["overlay"].split(",", 1)[1])))
+    assert overlay.size == (layer["overlay_size"],) * 2 == (256, 256) and overlay.mode == "RGB"
+    same_grid_class = client.get("/api/image.png?seed=3&n=16&index=2").headers["x-sample-class"]
+    assert str(body["class"]) == same_grid_class
+    far = client.get("/api/attention?seed=3&n=16&index=2&x=15&y=0").json()["layers"][0]
+    assert far["query"] == [0, 7] and not np.allclose(np.array(far["heatmap"]), heat)
+
+
+def test_unconditional_model(uncond):
+    png(uncond.get("/api/sample.png?seed=1&n=4"), grid_side(4))
+    assert "x-sample-class" not in uncond.get("/api/image.png?seed=1&n=4&index=1").headers
+    png(uncond.get("/api/walk.png?a=0&b=5&steps=3"), grid_side(3, cols=3))
+    body = uncond.get("/api/attention?seed=1&n=4&index=1&x=0&y=15").json()
+    assert body["class"] is None and body["layers"][0]["query"] == [7, 0]
+
+
+def test_dcgan_samples_but_has_no_attention(dcgan):
+    png(dcgan.get("/api/sample.png?seed=1&n=4"), grid_side(4))
+    png(dcgan.get("/api/walk_frame.png?a=0&b=5&t=0.25"), (S, S))
+    r = dcgan.get("/api/attention?seed=1&x=1&y=1")
+    assert r.status_code == 400
+    assert r.json()["param"] == "attention" and "no self-attention layers" in r.json()["error"]
+    assert "dcgan" in r.json()["error"]
+
+
+def test_pgan_export_loads_and_unbounded_outputs_are_clamped():
+    generator = gankit.load_generator(OLD_RUNS / "pgan_export.safetensors")
+    with TestClient(create_app(generator, source="pgan")) as c:
+        info = c.get("/api/info").json()
+        assert info["family"] == "pgan" and info["attention"] == []
+        size = info["image_size"]
+        image = png(c.get("/api/image.png?seed=0&n=4&index=1&class=2"), (size, size))
+        z = generator.sample_latents(4, generator=torch.Generator().manual_seed(0))[1:2]
+        raw = generator(z, torch.tensor([2]))
+        assert raw.abs().max() > 1  # PGAN outputs are unbounded: the PNG shows them clamped to [-1, 1]
+        expected = ((raw.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0, 0].numpy()
+        np.testing.assert_array_equal(image, expected)
+        assert c.get("/api/attention?x=0&y=0").json()["param"] == "attention"
+
+
+def test_to_uint8_clamps():
+    x = torch.tensor([-5.0, -1.0, 0.0, 1.0, 7.0, float("nan")]).reshape(1, 1, 1, 6)
+    assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255, 128]
+
+
+# ---------------------------------------------------------------------------------------------------- bad requests
+
+BAD = [
+    ("/api/sample.png", "seed=abc", "seed"),
+    ("/api/sample.png", "seed=1.5", "seed"),
+    ("/api/sample.png", "seed=-1", "seed"),
+    ("/api/sample.png", f"seed={2**32}", "seed"),
+    ("/api/sample.png", "seed=1e3", "seed"),
+    ("/api/sample.png", "seed=1&seed=2", "seed"),
+    ("/api/sample.png", "n=0", "n"),
+    ("/api/sample.png", "n=-3", "n"),
+    ("/api/sample.png", "n=65", "n"),
+    ("/api/sample.png", "n=100000000", "n"),
+    ("/api/sample.png", "n=four", "n"),
+    ("/api/sample.png", "class=10", "class"),
+    ("/api/sample.png", "class=-1", "class"),
+    ("/api/sample.png", "class=cat", "class"),
+    ("/api/sample.png", "truncation=0", "truncation"),
+    ("/api/sample.png", "truncation=-0.5", "truncation"),
+    ("/api/sample.png", "truncation=nan", "truncation"),
+    ("/api/sample.png", "truncation=inf", "truncation"),
+    ("/api/sample.png", "truncation=1e309", "truncation"),
+    ("/api/sample.png", "truncation=11", "truncation"),
+    ("/api/sample.png", "download=yes", "download"),
+    ("/api/sample.png", "sed=1", "sed"),
+    ("/api/image.png", "n=16&index=16", "index"),
+    ("/api/image.png", "index=-1", "index"),
+    ("/api/image.png", "scale=0", "scale"),
+    ("/api/image.png", "scale=129", "scale"),
+    ("/api/walk.png", "steps=33", "steps"),
+    ("/api/walk.png", "steps=1", "steps"),
+    ("/api/walk.png", "steps=x", "steps"),
+    ("/api/walk.png", "mode=cubic", "mode"),
+    ("/api/walk.png", "a=x", "a"),
+    ("/api/walk.png", "b=-2", "b"),
+    ("/api/walk.png", "t=0.5", "t"),
+    ("/api/walk_frame.png", "t=1.5", "t"),
+    ("/api/walk_frame.png", "t=-0.1", "t"),
+    ("/api/walk_frame.png", "t=half", "t"),
+    ("/api/walk_frame.png", "steps=8", "steps"),
+    ("/api/walk_frame.png", "scale=1000", "scale"),
+    ("/api/attention", "y=3", "x"),
+    ("/api/attention", "x=3", "y"),
+    ("/api/attention", f"x={S}&y=0", "x"),
+    ("/api/attention", "x=0&y=-1", "y"),
+    ("/api/attention", "x=1.5&y=0", "x"),
+    ("/api/attention", "x=0&y=0&n=4&index=4", "index"),
+    ("/api/attention", "x=0&y=0&class=11", "class"),
+    ("/api/info", "seed=1", "seed"),
+]
+
+
+@pytest.mark.parametrize(("path", "query", "param"), BAD, ids=[f"{p}?{q}" for p, q, _ in BAD])
+def test_bad_parameter_is_a_400_naming_it(client, path, query, param):
+    r = client.get(f"{path}?{query}")
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["param"] == param and body["error"].startswith(f"{param}: ")
+
+
+@pytest.mark.parametrize("query", ["class=0", "class=random"])
+def test_class_for_an_unconditional_model_is_refused(uncond, query):
+    r = uncond.get(f"/api/sample.png?{query}")
+    assert r.status_code == 400 and r.json()["param"] == "class" and "unconditional" in r.json()["error"]
+
+
+def test_garbage_never_reaches_the_catch_all(client):
+    """Every parameter of every endpoint with odd values: a 200 or a 400 naming it, never a 500."""
+    endpoints = {
+        "/api/sample.png": {"seed": "1", "n": "1", "class": "1", "truncation": "1", "download": "0"},
+        "/api/image.png": {"seed": "1", "n": "1", "index": "0", "class": "1", "truncation": "1", "scale": "1"},
+        "/api/walk.png": {"a": "1", "b": "2", "steps": "2", "mode": "lerp", "class": "1", "truncation": "1"},
+        "/api/walk_frame.png": {"a": "1", "b": "2", "t": "0.5", "mode": "slerp", "scale": "1", "download": "1"},
+        "/api/attention": {"seed": "1", "n": "1", "index": "0", "class": "1", "truncation": "1", "x": "1", "y": "1"},
+    }
+    values = ["", " ", "-0", "+1", "0x10", "1_0", "\uff19", "1e309", "-1e-400", "NaN", "9" * 40, "\x00", "\u00e9", "[]"]
+    codes = set()
+    for path, good in endpoints.items():
+        assert client.get(path, params=good).status_code == 200, path
+        for param in good:
+            for value in values:
+                r = client.get(path, params={**good, param: value})
+                assert r.status_code in (200, 400), (path, param, value, r.text)
+                codes.add(r.status_code)
+                if r.status_code == 400:
+                    assert r.json()["param"] == param
+    assert codes == {200, 400}
+
+
+def test_oversized_requests_are_refused_by_the_limits(sagan):
+    limits = Limits(max_pixels=4 * S * S, max_image_side=4 * S)  # 4 images per request, enlargement x4 at most
+    with TestClient(create_app(sagan, limits=limits)) as c:
+        info = c.get("/api/info").json()["limits"]
+        assert (info["max_n"], info["max_steps"], info["max_scale"]) == (4, 4, 4)
+        assert c.get("/api/sample.png?n=4").status_code == 200
+        assert c.get("/api/sample.png?n=5").json()["param"] == "n"
+        assert c.get("/api/walk.png?steps=5").json()["param"] == "steps"
+        assert c.get("/api/image.png?n=4&scale=5").json()["param"] == "scale"
+        assert c.get("/api/sample.png").status_code == 200  # the default n follows the cap
+    with pytest.raises(ValueError):
+        Limits(max_steps=1)
+
+
+def test_unknown_path_and_method_are_json_errors(client):
+    r = client.get("/api/nothing")
+    assert r.status_code == 404 and "error" in r.json()
+    r = client.post("/api/sample.png")
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_catch_all_turns_a_crash_into_a_json_500(sagan):
+    class Broken(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = sagan
+            self.z_dim, self.num_classes, self.image_size, self.channels = 16, 10, S, 1
+            self.config = sagan.config
+            self.sample_latents = sagan.sample_latents
+
+        def forward(self, z, y=None):
+            raise RuntimeError("boom")
+
+    with TestClient(create_app(Broken()), raise_server_exceptions=False) as c:
+        r = c.get("/api/sample.png?n=1")
+        assert r.status_code == 500 and r.json()["error"] == "internal error: RuntimeError: boom"
+
+
+def test_generation_runs_off_the_event_loop_under_the_model_lock(sagan):
+    """A slow generation does not block other requests, and two generations never overlap in the model."""
+    state = {"inside": 0, "most": 0}
+    guard = threading.Lock()
+
+    class Slow(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = sagan
+            self.z_dim, self.num_classes, self.image_size, self.channels = 16, 10, S, 1
+            self.config = sagan.config
+            self.sample_latents = sagan.sample_latents
+
+        def forward(self, z, y=None):
+            with guard:
+                state["inside"] += 1
+                state["most"] = max(state["most"], state["inside"])
+            time.sleep(0.3)
+            with guard:
+                state["inside"] -= 1
+            return self.inner(z, y)
+
+    with TestClient(create_app(Slow())) as c:
+        answers: list[int] = []
+        threads = [
+            threading.Thread(target=lambda s=s: answers.append(c.get(f"/api/sample.png?n=1&seed={s}").status_code))
+            for s in range(3)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        started = time.perf_counter()
+        assert c.get("/api/info").status_code == 200
+        assert time.perf_counter() - started < 0.25, "/api/info waited for the generations"
+        for t in threads:
+            t.join(10)
+        assert answers == [200, 200, 200] and state["most"] == 1
+
+
+def test_loopback_bind_refuses_foreign_host_headers(sagan):
+    with TestClient(create_app(sagan, allowed_hosts=LOOPBACK_HOST_HEADERS), base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/api/info").status_code == 200
+        assert c.get("/api/info", headers={"host": "localhost:8000"}).status_code == 200
+        assert c.get("/api/info", headers={"host": "evil.example"}).status_code == 400
+
+
+# ---------------------------------------------------------------------------------------------------- serving
+
+
+def test_serve_loads_a_file_prints_the_url_and_warns_off_loopback(sagan, tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    path = save_generator(sagan, sagan.config.to_dict(), tmp_path / "g.safetensors")
+    runs: list[list[socket.socket]] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: runs.append(sockets))
+    assert serve(str(path), port=0, device="cpu") == 0
+    out, err = capsys.readouterr()
+    assert "sagan 16x16, 10 classes" in out and "open http://127.0.0.1:" in out and err == ""
+    assert len(runs) == 1 and runs[0][0].fileno() == -1  # the socket was handed over, then closed
+    assert serve(str(path), host="0.0.0.0", port=0, device="cpu") == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1
+    assert "reachable from other machines; gankit explore has no authentication" in err
+    assert "open http://127.0.0.1:" in out
+
+    def interrupted(self, sockets=None):
+        raise KeyboardInterrupt  # what uvicorn re-raises after its graceful stop on Ctrl+C
+
+    monkeypatch.setattr(uvicorn.Server, "run", interrupted)
+    assert serve(str(path), port=0, device="cpu") == 0
+    assert capsys.readouterr().out.endswith("gankit explore: stopped\n")
+
+
+def test_loaded_file_renders_as_the_module(sagan, tmp_path):
+    path = save_generator(sagan, sagan.config.to_dict(), tmp_path / "g.safetensors")
+    loaded = gankit.load_generator(path, ema=True, device="cpu")
+    with TestClient(create_app(sagan)) as a, TestClient(create_app(loaded, source=str(path))) as b:
+        url = "/api/sample.png?seed=5&n=9&truncation=0.8"
+        assert a.get(url).content == b.get(url).content
+        assert b.get("/api/info").json()["source"] == str(path)
+
+
+def test_bind_errors_are_user_errors():
+    with pytest.raises(UserError, match="--port"):
+        bind("127.0.0.1", 70000)
+    taken = bind("127.0.0.1", 0)
+    taken.listen()
+    try:
+        with pytest.raises(UserError, match="cannot listen on 127.0.0.1"):
+            bind("127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()
+    with pytest.raises(UserError, match="--host"):
+        bind("no-such-host.invalid", 0)
+
+
+def test_is_loopback():
+    assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.2", "example.com"))
+
+
+def test_missing_extra_is_a_one_line_user_error(sagan, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "starlette", None)  # import starlette -> ImportError
+        with pytest.raises(UserError) as e:
+            create_app(sagan)
+        assert str(e.value) == EXTRA_MESSAGE == "gankit explore needs the explore extra: pip install 'gankit[explore]'"
+        with pytest.raises(UserError, match="explore extra"):
+            serve("anything.pt")
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "uvicorn", None)
+        with pytest.raises(UserError, match="explore extra"):
+            serve("anything.pt")
+        create_app(sagan)  # the app itself needs only starlette
+
+
+def test_info_is_json_serialisable_for_every_family(client, uncond, dcgan):
+    for c in (client, uncond, dcgan):
+        json.dumps(c.get("/api/info").json())
