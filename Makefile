@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install install-dev demo test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(PY):
 # so a user's own CUDA build is kept.
 install: $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
+	$(PIP) install -e .
+
+# the tests also need the extras' packages (explorer, Hub) and the test tools
+install-dev: install
 	$(PIP) install -e ".[dev]"
 
 demo: install
@@ -26,10 +30,10 @@ demo: install
 	@echo "Loss curves:     $(DEMO_OUT)/loss.png, log in $(DEMO_OUT)/metrics.csv"
 	@echo "Checkpoint:      $(DEMO_OUT)/checkpoints/last.pt, generator in $(DEMO_OUT)/generator.safetensors"
 
-test: install
+test: install-dev
 	$(PY) -m pytest -q
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: install

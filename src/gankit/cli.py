@@ -360,9 +360,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_explore(sub) -> None:
+    x = sub.add_parser("explore", help="serve a local web page to explore a generator (samples, walks, attention)")
+    x.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{GENERATOR_SOURCE}, Hub folder or zoo .pth")
+    x.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: this machine only)")
+    x.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    _device(x)
+    x.set_defaults(handler=_explore)
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from gankit.apps.explore import serve
+
+    return serve(args.checkpoint, host=args.host, port=args.port, device=args.device)
+
+
 COMMANDS: tuple[Callable, ...] = (
     _add_train, _add_sample, _add_interpolate, _add_attention, _add_export, _add_evaluate, _add_report,
-    _add_prepare, _add_presets, _add_bench,
+    _add_explore, _add_prepare, _add_presets, _add_bench,
 )
 
 

@@ -36,7 +36,6 @@ from gankit.apps.explore.core import PADDING, to_uint8  # noqa: E402
 from gankit.apps.explore.server import LOOPBACK_HOST_HEADERS, bind, is_loopback  # noqa: E402
 from gankit.errors import UserError  # noqa: E402
 from gankit.models import DCGANConfig, DCGANGenerator, SAGANConfig, SAGANGenerator  # noqa: E402
-from gankit.training.checkpoint import save_generator  # noqa: E402
 
 OLD_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "old_runs"
 S = 16
@@ -439,7 +438,7 @@ def test_loopback_bind_refuses_foreign_host_headers(sagan):
 def test_serve_loads_a_file_prints_the_url_and_warns_off_loopback(sagan, tmp_path, monkeypatch, capsys):
     import uvicorn
 
-    path = save_generator(sagan, sagan.config.to_dict(), tmp_path / "g.safetensors")
+    path = sagan.save_export(tmp_path / "g.safetensors")
     runs: list[list[socket.socket]] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: runs.append(sockets))
     assert serve(str(path), port=0, device="cpu") == 0
@@ -461,7 +460,7 @@ def test_serve_loads_a_file_prints_the_url_and_warns_off_loopback(sagan, tmp_pat
 
 
 def test_loaded_file_renders_as_the_module(sagan, tmp_path):
-    path = save_generator(sagan, sagan.config.to_dict(), tmp_path / "g.safetensors")
+    path = sagan.save_export(tmp_path / "g.safetensors")
     loaded = gankit.load_generator(path, ema=True, device="cpu")
     with TestClient(create_app(sagan)) as a, TestClient(create_app(loaded, source=str(path))) as b:
         url = "/api/sample.png?seed=5&n=9&truncation=0.8"

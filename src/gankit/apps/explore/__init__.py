@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from gankit.apps.explore.core import Explorer, Limits, ParamError
+from gankit.apps.explore.core import Explorer, Limits
 from gankit.errors import UserError
 
 EXTRA_MESSAGE = "gankit explore needs the explore extra: pip install 'gankit[explore]'"
@@ -39,4 +39,4 @@ def serve(checkpoint, *, host: str = "127.0.0.1", port: int = 8000, device: str 
     return _serve(checkpoint, host=host, port=port, device=device, **kwargs)
 
 
-__all__ = ["EXTRA_MESSAGE", "Explorer", "Limits", "ParamError", "create_app", "require_extra", "serve"]
+__all__ = ["EXTRA_MESSAGE", "Explorer", "Limits", "create_app", "require_extra", "serve"]

@@ -26,21 +26,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 # gankit imports: the only ones in this module (the refactor moves attention_figure to gankit.apps.attention)
-from gankit.attention_figure import attention_layers, attention_maps
-from gankit.interpolate import interpolate
+from gankit.apps.attention import attention_layers, attention_maps
+from gankit.apps.interpolate import interpolate
+from gankit.errors import ParameterError
 
 MODES = ("lerp", "slerp")
 PADDING = 2  # pixels between the cells of a grid or strip, and around them
 PAD_VALUE = 255
 GENERATION_BATCH = 16  # images per forward pass
-
-
-class ParamError(ValueError):
-    """A query parameter that is missing, malformed or out of range: the server answers HTTP 400."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +72,9 @@ class Query:
         self.values: dict[str, str] = {}
         for key, value in items:
             if key not in allowed:
-                raise ParamError(key, f"unknown parameter; this endpoint takes {', '.join(allowed)}")
+                raise ParameterError(key, f"unknown parameter; this endpoint takes {', '.join(allowed)}")
             if key in self.values:
-                raise ParamError(key, "given more than once")
+                raise ParameterError(key, "given more than once")
             self.values[key] = value
 
     def raw(self, name: str) -> str | None:
@@ -92,27 +85,27 @@ class Query:
         text = self.raw(name)
         if text is None:
             if default is None:
-                raise ParamError(name, "is required")
+                raise ParameterError(name, "is required")
             return default
         if not _INT.fullmatch(text):
-            raise ParamError(name, f"must be an integer, got {text[:40]!r}")
+            raise ParameterError(name, f"must be an integer, got {text[:40]!r}")
         value = int(text)
         if not low <= value <= high:
-            raise ParamError(name, f"must be in {low}..{high}, got {value}")
+            raise ParameterError(name, f"must be in {low}..{high}, got {value}")
         return value
 
     def number(self, name: str, default: float | None, low: float, high: float, *, open_low: bool = False) -> float:
         text = self.raw(name)
         if text is None:
             if default is None:
-                raise ParamError(name, "is required")
+                raise ParameterError(name, "is required")
             return default
         if not _FLOAT.fullmatch(text):
-            raise ParamError(name, f"must be a number, got {text[:40]!r}")
+            raise ParameterError(name, f"must be a number, got {text[:40]!r}")
         value = float(text)
         if not math.isfinite(value) or value > high or value < low or (open_low and value == low):
             interval = f"({low:g}, {high:g}]" if open_low else f"[{low:g}, {high:g}]"
-            raise ParamError(name, f"must be in {interval}, got {text}")
+            raise ParameterError(name, f"must be in {interval}, got {text}")
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -120,7 +113,7 @@ class Query:
         if text is None:
             return default
         if text not in choices:
-            raise ParamError(name, f"must be one of {', '.join(choices)}, got {text[:40]!r}")
+            raise ParameterError(name, f"must be one of {', '.join(choices)}, got {text[:40]!r}")
         return text
 
     def flag(self, name: str) -> bool:
@@ -289,7 +282,7 @@ class Explorer:
         text = q.raw("class")
         if self.num_classes == 0:
             if text is not None:
-                raise ParamError("class", "this generator is unconditional: it takes no class")
+                raise ParameterError("class", "this generator is unconditional: it takes no class")
             return None
         if text is None or text == "random":
             return None
@@ -373,14 +366,15 @@ class Explorer:
 
     def require_attention(self) -> None:
         if not self.attention:
-            raise ParamError(
+            raise ParameterError(
                 "attention",
                 f"not available: this {self.family} generator has no self-attention layers (only SAGAN has them)",
             )
 
     def attention_json(self, s: Sample, index: int, point: tuple[int, int]) -> dict[str, Any]:
         """Per attention layer: where the query at image pixel ``point`` (x, y) attends, as numbers and as a PNG
-        overlay (data URL) on the sample. Raises :class:`ParamError` for a generator without attention."""
+        overlay (data URL) on the sample. Raises :class:`~gankit.errors.ParameterError` for a generator without
+        attention."""
         self.require_attention()
         z, y = self.latents(s)
         zi = z[index : index + 1]
@@ -428,7 +422,6 @@ __all__ = [
     "PADDING",
     "Explorer",
     "Limits",
-    "ParamError",
     "Query",
     "Sample",
     "colour_ramp",

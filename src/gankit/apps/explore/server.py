@@ -43,9 +43,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 # gankit imports: the only ones in this module
-from gankit import load_generator
-from gankit.apps.explore.core import MODES, Explorer, Limits, ParamError, Query
-from gankit.errors import UserError
+from gankit.api import load_generator
+from gankit.apps.explore.core import MODES, Explorer, Limits, Query
+from gankit.errors import ParameterError, UserError
 
 LOOPBACK_HOST_HEADERS = ("127.0.0.1", "localhost", "[::1]", "::1")
 PAGE_FILES = {"/": ("page.html", "text/html; charset=utf-8"),
@@ -156,8 +156,8 @@ def create_app(
         return JSONResponse(body, headers={"Cache-Control": "no-cache"})
 
     async def param_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ParamError)
-        return _error(400, str(exc), exc.param)
+        assert isinstance(exc, ParameterError)
+        return _error(400, f"{exc.param}: {exc.detail}", exc.param)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -176,7 +176,7 @@ def create_app(
         Route("/api/attention", attention),
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
-    handlers: dict[Any, Callable] = {ParamError: param_error, HTTPException: http_error, Exception: internal_error}
+    handlers: dict[Any, Callable] = {ParameterError: param_error, HTTPException: http_error, Exception: internal_error}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.explorer = ex
     return app
