@@ -47,6 +47,10 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not launched_by_torchrun():
         return DistInfo()
     if not dist.is_initialized():
+        # torch.optim imports torch._dynamo on first use; imported after the process group exists, dynamo keeps a
+        # reference to it, so destroy_process_group could not destroy it (see cleanup). Import it first.
+        import torch._dynamo  # noqa: F401
+
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
@@ -59,14 +63,18 @@ def current() -> DistInfo:
 
 
 def cleanup() -> None:
-    """Leave the process group, and return only once its gloo threads have finished (see
-    :func:`_wait_for_backend_threads`): called on every exit path of a distributed run."""
+    """Leave the process group, and return only once its gloo threads have finished: called on every exit path
+    of a distributed run.
+
+    The process group's destructor joins gloo's worker threads while the interpreter is alive. Had anything kept
+    the group alive past ``destroy_process_group`` (``torch._dynamo`` imported after the group was created does),
+    its threads would live into interpreter shutdown (see :func:`_wait_for_backend_threads`)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
         _wait_for_backend_threads()
 
 
-def _wait_for_backend_threads(timeout: float = 10.0) -> None:
+def _wait_for_backend_threads(timeout: float = 5.0) -> None:
     """Wait (with the GIL released) until gloo's threads have exited.
 
     ``destroy_process_group`` can return while a gloo worker thread still releases the last collective's work
