@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from gankit.augment import AUGMENT_KINDS, DEFAULT_POLICY, parse_policy
 from gankit.errors import UserError
 from gankit.losses import LOSS_NAMES
 from gankit.models.base import ModelConfig, did_you_mean
@@ -54,6 +55,8 @@ class DataConfig:
     labels: str | None = None  # folders: subdirs (one sub-folder per class), none; None: subdirs iff conditional
     strict: bool = False  # a bad image file is an error instead of a skipped file
     num_workers: int | None = None  # folder decoding processes; None: one per core but one (at most 8)
+    max_images: int | None = None  # a class-balanced subset of this many training images (limited-data runs)
+    subset_seed: int = 0  # which subset max_images takes
 
     def validate(self) -> None:
         """Raise :class:`UserError` on a value or combination training would refuse. What is at the path (does it
@@ -76,6 +79,11 @@ class DataConfig:
             raise UserError(
                 f"data.num_workers must be an integer >= 0 (0: decode in the training process), got {workers!r}"
             )
+        n = self.max_images
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise UserError(f"data.max_images must be an integer >= 1 (or null: all images), got {n!r}")
+        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int):
+            raise UserError(f"data.subset_seed must be an integer, got {self.subset_seed!r}")
         if self.dataset == "digits" and self.path is not None:
             raise UserError("the built-in digits dataset takes no --data path; drop --data or set data.dataset")
         if self.dataset in ("digits", "mnist", "cifar10", "cache") and self.labels == "subdirs":
@@ -117,6 +125,15 @@ class TrainingConfig:
     eval_every: int | None = None  # steps between evaluations of the EMA generator (FID, ...); None / 0: off
     eval_num: int = 2000  # generated images per evaluation
     eval_features: str = "auto"  # auto (classifier for digits, Inception otherwise), inception, digits or FILE
+    # Differentiable augmentation of everything D sees (gankit.augment): none, diffaugment or ada.
+    augment: str = "none"
+    augment_policy: str = DEFAULT_POLICY  # diffaugment: any comma list of color, translation, cutout
+    ada_target: float = 0.6  # ada: p moves so that E[sign(D(real))] approaches this
+    ada_interval: int = 4  # ada: steps between adjustments of p
+    ada_kimg: float = 500  # ada: thousands of real images for p to move by 1
+    lecam_weight: float = 0.0  # LeCam regularisation of D (0: off); 0.3 for hinge logits in the paper
+    lecam_decay: float = 0.99  # EMA decay of D's mean outputs that LeCam pulls towards
+    lecam_start: int = 1000  # step from which the EMAs decay (before: they follow the last batch) and LeCam acts
 
     def validate(self) -> None:
         positive = ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every", "nan_patience")
@@ -159,6 +176,30 @@ class TrainingConfig:
             raise UserError(f"training.eval_every must be an integer >= 0 (0 or null: off), got {self.eval_every!r}")
         if isinstance(self.eval_num, bool) or not isinstance(self.eval_num, int) or self.eval_num < 2:
             raise UserError(f"training.eval_num must be an integer >= 2, got {self.eval_num!r}")
+        self._validate_augmentation()
+
+    def _validate_augmentation(self) -> None:
+        if self.augment not in AUGMENT_KINDS:
+            raise UserError(
+                f"training.augment {self.augment!r} is unknown{did_you_mean(str(self.augment), AUGMENT_KINDS)}; "
+                f"choose one of: {', '.join(AUGMENT_KINDS)}"
+            )
+        try:
+            parse_policy(self.augment_policy)
+        except UserError as exc:
+            raise UserError(f"training.augment_policy: {exc}") from None
+        if not isinstance(self.ada_target, (int, float)) or not 0 < self.ada_target < 1:
+            raise UserError(f"training.ada_target must be in (0, 1) (stylegan2-ada uses 0.6), got {self.ada_target!r}")
+        for name in ("ada_interval", "lecam_start"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "ada_interval" else 0):
+                raise UserError(f"training.{name} must be an integer >= {int(name == 'ada_interval')}, got {value!r}")
+        if not isinstance(self.ada_kimg, (int, float)) or self.ada_kimg <= 0:
+            raise UserError(f"training.ada_kimg must be a positive number, got {self.ada_kimg!r}")
+        if not isinstance(self.lecam_weight, (int, float)) or self.lecam_weight < 0:
+            raise UserError(f"training.lecam_weight must be >= 0 (0: off), got {self.lecam_weight!r}")
+        if not isinstance(self.lecam_decay, (int, float)) or not 0 <= self.lecam_decay < 1:
+            raise UserError(f"training.lecam_decay must be in [0, 1), got {self.lecam_decay!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +235,11 @@ class RunConfig:
         training.validate()
         data_cfg = _section(DataConfig, data.get("data") or {}, "data")
         data_cfg.validate()
+        if data_cfg.max_images is not None and data_cfg.max_images < training.batch_size:
+            raise UserError(
+                f"data.max_images ({data_cfg.max_images}) is below training.batch_size ({training.batch_size}); "
+                "raise it or lower the batch size"
+            )
         return cls(
             model=model_config_from_dict(data["model"]),
             data=data_cfg,

@@ -8,6 +8,12 @@
   Wasserstein-1 distance when D is 1-Lipschitz. WGAN-GP (Gulrajani et al.) enforces that softly with
   ``lambda * E[(|grad D(x_hat)| - 1)^2]`` on random interpolates ``x_hat`` (instead of weight clipping), taken
   inside the D step; Progressive GAN adds a drift term ``epsilon * E[D(x)^2]``.
+- LeCam (Tseng et al. 2021, :class:`gankit.augment.LeCam`): ``E[relu(D(x) - ema_fake)^2] + E[relu(ema_real -
+  D(G(z)))^2]`` keeps D's outputs near their moving averages, which curbs a D that memorises a small dataset.
+
+With differentiable augmentation the trainer passes augmented images: every term is then about ``D o T``, the
+critic that sees augmented images only. In particular WGAN-GP's interpolates are taken between the *augmented*
+reals and fakes, so the penalty holds ``D`` 1-Lipschitz exactly on the inputs it is evaluated on.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from gankit.augment import LeCam
 from gankit.errors import UserError
 from gankit.nn.attention import reference_attention
 
@@ -86,12 +93,15 @@ class AdversarialLoss:
     """A named loss (``hinge``, ``ns`` or ``wgan-gp``) with its regularisers.
 
     ``gp_weight`` defaults to 10 for ``wgan-gp`` and 0 otherwise (it may be set for any loss);
-    ``drift`` is Progressive GAN's ``epsilon`` on ``E[D(x)^2]``.
+    ``drift`` is Progressive GAN's ``epsilon`` on ``E[D(x)^2]``; ``lecam`` (with ``lecam_weight`` > 0) adds the
+    LeCam regulariser, whose moving averages it keeps.
     """
 
     name: str = "hinge"
     gp_weight: float | None = None
     drift: float = 0.0
+    lecam_weight: float = 0.0
+    lecam: LeCam | None = None
 
     def __post_init__(self) -> None:
         if self.name not in LOSS_NAMES:
@@ -114,10 +124,14 @@ class AdversarialLoss:
         real_labels: torch.Tensor | None = None,
         fake_labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        *,
+        step: int = 0,
+        observe: Callable[[torch.Tensor], None] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The whole D-step loss (adversarial + penalty + drift) and its parts (detached scalars).
+        """The whole D-step loss (adversarial + penalty + drift + LeCam) and its parts (detached scalars).
 
-        The parts stay tensors so the hot loop never waits for the device; the logger reads them.
+        ``observe`` receives D's detached logits on the reals (ADA's overfitting statistic); ``step`` is the
+        training step LeCam's schedule follows. The parts stay tensors so the hot loop never waits for the device.
         """
 
         def call(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -125,8 +139,14 @@ class AdversarialLoss:
 
         real_logits = call(real, real_labels)
         fake_logits = call(fake.detach(), fake_labels)
+        if observe is not None:
+            observe(real_logits.detach())
         loss = self._pair()[0](real_logits, fake_logits)
         stats = {"d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        if self.lecam is not None and self.lecam_weight > 0:
+            reg = self.lecam(real_logits, fake_logits, step)
+            loss = loss + self.lecam_weight * reg
+            stats["lecam"] = reg.detach()
         if self.gp > 0:
             penalty = gradient_penalty(critic, real, fake, real_labels, generator)
             loss = loss + self.gp * penalty

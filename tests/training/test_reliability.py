@@ -35,6 +35,10 @@ class NaNLoss:
     def gp(self) -> float:
         return self.inner.gp
 
+    @property
+    def lecam(self):
+        return self.inner.lecam
+
     def discriminator_loss(self, *args, **kwargs):
         loss, stats = self.inner.discriminator_loss(*args, **kwargs)
         if self.trainer.step + 1 in self.bad:

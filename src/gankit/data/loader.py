@@ -11,6 +11,8 @@ saved in checkpoints) and ``len()`` (images in the dataset). Indices come from a
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +252,37 @@ class DataSource:
     def num_classes(self) -> int:
         return len(self.classes) if self.classes is not None else 0
 
+    def label_array(self) -> np.ndarray | None:
+        """int64 ``(N,)`` labels of every image, or None for unlabelled data."""
+        if self.classes is None:
+            return None
+        if self.folder is not None:
+            return self.folder.labels
+        if self.tensors is not None:
+            return self.tensors[1].numpy()
+        return self.labels
+
+    def subset(self, n: int, seed: int = 0) -> DataSource:
+        """The same source restricted to ``n`` images chosen by :func:`balanced_subset` (limited-data runs)."""
+        if n > len(self):
+            raise UserError(
+                f"data.max_images {n} is more than the {len(self)} images of the data; lower it or drop it"
+            )
+        keep = balanced_subset(self.label_array(), len(self), n, seed)
+        if self.folder is not None:
+            folder = copy.copy(self.folder)
+            folder.paths = self.folder.paths[keep]
+            folder.labels = self.folder.labels[keep] if self.folder.labels is not None else None
+            folder._bad = {}
+            return dataclasses.replace(self, folder=folder)
+        if self.tensors is not None:
+            x, y = self.tensors
+            index = torch.from_numpy(keep)
+            return dataclasses.replace(self, tensors=(x[index], y[index]))
+        assert self.images is not None
+        labels = self.labels[keep] if self.labels is not None else None
+        return dataclasses.replace(self, images=np.asarray(self.images[keep]), labels=labels)
+
     def batches(
         self,
         *,
@@ -341,9 +374,28 @@ def open_dataset(
     raise UserError(f"--dataset {kind} is not a dataset that reads --data; choose one of: {', '.join(DATASETS)}")
 
 
+def balanced_subset(labels: np.ndarray | None, total: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` of ``total`` images, seeded: unlabelled data gets a uniform random subset; labelled
+    data as even a share of every class as it has (class counts differ by at most one where the classes allow)."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.permutation(total)[:n])
+    pools = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    taken: list[int] = []
+    depth = 0
+    while len(taken) < n:
+        # one image of every class that still has one, classes in a seeded order, until n are taken
+        round_ = [int(pool[depth]) for pool in pools if depth < len(pool)]
+        rng.shuffle(round_)
+        taken += round_[: n - len(taken)]
+        depth += 1
+    return np.sort(np.asarray(taken, dtype=np.int64))
+
+
 def open_training_data(data: DataConfig, model: ModelConfig, *, progress: bool | None = None) -> DataSource:
     """Open the data of a run config for its model, checking that the classes fit: a conditional model needs
-    exactly the data's class count, and class folders need a conditional model."""
+    exactly the data's class count, and class folders need a conditional model. With ``data.max_images`` only a
+    seeded, class-balanced subset of that many images is used."""
     wanted = model.num_classes  # type: ignore[attr-defined]
     source = open_dataset(
         data.dataset,
@@ -368,6 +420,10 @@ def open_training_data(data: DataConfig, model: ModelConfig, *, progress: bool |
             f"--labels subdirs found {have} classes but the model is unconditional; "
             f"add --set model.num_classes={have} (or drop --labels)"
         )
+    if data.max_images is not None:
+        source = source.subset(data.max_images, data.subset_seed)
+        info(f"data: a class-balanced subset of {len(source)} images (data.max_images, subset_seed "
+             f"{data.subset_seed})")
     return source
 
 

@@ -117,6 +117,16 @@ def average_gradients(params: list[nn.Parameter]) -> None:
         g.copy_(synced)
 
 
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t`` ``(B, ...)`` concatenated in rank order ``(world * B, ...)``; ``t`` itself on one process."""
+    world = current().world_size
+    if world == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
 def all_ranks_true(flag: bool, device: torch.device) -> bool:
     """True only if ``flag`` holds on every rank (so every rank makes the same skip decision)."""
     if not current().enabled:

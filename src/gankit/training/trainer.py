@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from gankit import log
+from gankit.augment import LeCam, build_augment
 from gankit.config import RunConfig
 from gankit.data import DataBatches, open_training_data
 from gankit.device import select_device
@@ -37,6 +39,7 @@ from gankit.training.logger import LogWindow, MetricsLogger, attention_gammas, l
 from gankit.training.run import rng_state, seed_everything, set_rng_state
 from gankit.training.schedules import lr_decay_factor
 
+ADA_COLUMNS = ["ada_p", "ada_r_t"]
 GRID_COLUMNS = 10
 MAX_GRID_ROWS = 16
 
@@ -84,7 +87,12 @@ class Trainer:
         self.D = build_discriminator(cfg.model).to(self.device).train()
         self._speedups()
         self.ema = EMA(self.G, t.ema_decay, t.ema_warmup)
-        self.loss = AdversarialLoss(t.loss, t.gp_weight, t.drift)
+        lecam = LeCam(t.lecam_decay, t.lecam_start) if t.lecam_weight > 0 else None
+        self.loss = AdversarialLoss(t.loss, t.gp_weight, t.drift, t.lecam_weight, lecam)
+        # what D sees is augmented (reals and fakes, in both steps); ADA's p is part of the training state
+        self.augment = build_augment(t.augment, policy=t.augment_policy, channels=cfg.model.channels,
+                                     ada_target=t.ada_target, ada_interval=t.ada_interval, ada_kimg=t.ada_kimg,
+                                     batch_size=t.batch_size * t.n_critic)
         self.step = 0
         self.images_seen = 0  # real images D has consumed, all ranks together (per-scale batch sizes included)
         self.lr_scale = 1.0  # lowered by each rollback of the NaN guard
@@ -212,6 +220,8 @@ class Trainer:
             "noise_rng": self.noise.get_state(),
             "guard": {"rollbacks": self.rollbacks, "lr_scale": self.lr_scale},
             "progress": self.growth.state_dict() if self.growth else None,
+            "augment": self.augment.state_dict(),
+            "lecam": self.loss.lecam.state_dict() if self.loss.lecam else None,
             "world_size": self.dist.world_size,
             "scalers": {k: v.state_dict() for k, v in self.scalers.items()} if self.scalers else None,
         }
@@ -225,6 +235,10 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.batches.load_state_dict(self._rescale_data_position(state))
+        if state.get("augment") is not None:  # (absent from checkpoints of gankit 0.1)
+            self.augment.load_state_dict(state["augment"])
+        if self.loss.lecam is not None and state.get("lecam") is not None:
+            self.loss.lecam.load_state_dict(state["lecam"])
         if self.scalers and state.get("scalers"):
             for key, scaler in self.scalers.items():
                 scaler.load_state_dict(state["scalers"][key])
@@ -288,6 +302,15 @@ class Trainer:
             real = real.contiguous(memory_format=torch.channels_last)
         return real, y
 
+    @property
+    def _adaptive(self) -> bool:
+        """Whether the augmentation adapts to D (ADA): it then observes D's outputs on reals and logs p."""
+        return self.augment.kind == "ada"
+
+    def _observe_reals(self, real_logits: torch.Tensor) -> None:
+        """ADA's statistic from every rank's reals, so that all ranks move p alike."""
+        self.augment.observe(distributed.all_gather_cat(real_logits))
+
     def train_step(self) -> dict[str, torch.Tensor]:
         """``n_critic`` D steps then one G step and the EMA update. Returns detached scalar tensors;
         ``skipped`` is 1 when a non-finite loss or gradient made the guard skip an update."""
@@ -297,23 +320,28 @@ class Trainer:
             self._set_lr()
         self.images_seen += batch_size * t.n_critic * self.dist.world_size
         d_ok = True
+        augment = self.augment
         for _ in range(t.n_critic):
             real, y_real = self._real_batch()
             z, y_fake = self._latents(batch_size)
             with torch.no_grad(), self._autocast():  # D's step needs no graph through G
                 fake = self.G(z, y_fake)
             with self._autocast():
-                d_loss, stats = self.loss.discriminator_loss(self.D, real, fake, y_real, y_fake, generator=self.noise)
+                d_loss, stats = self.loss.discriminator_loss(
+                    self.D, augment(real, self.noise), augment(fake, self.noise), y_real, y_fake,
+                    generator=self.noise, step=self.step, observe=self._observe_reals if self._adaptive else None,
+                )
             d_ok &= self._apply(d_loss, self.opt_d, "d")
 
         z, y_fake = self._latents(batch_size)
         self.D.requires_grad_(False)  # G's step needs gradients w.r.t. the image only
         try:
-            with self._autocast():
-                g_loss = self.loss.generator_loss(self.D, self.G(z, y_fake), y_fake)
+            with self._autocast():  # the fakes are augmented too: gradients reach G through the augmentation
+                g_loss = self.loss.generator_loss(self.D, augment(self.G(z, y_fake), self.noise), y_fake)
             g_ok = self._apply(g_loss, self.opt_g, "g")
         finally:
             self.D.requires_grad_(True)
+        augment.step(batch_size * t.n_critic * self.dist.world_size)  # ADA adjusts p every ada_interval steps
         if self.dist.enabled:  # batch-norm statistics differ per rank: keep rank 0's everywhere
             distributed.broadcast_state(self.G, buffers_only=True)
             distributed.broadcast_state(self.D, buffers_only=True)
@@ -421,7 +449,8 @@ class Trainer:
     def _open_log(self) -> MetricsLogger:
         t = self.cfg.training
         gammas = [*attention_gammas("G", self.G), *attention_gammas("D", self.D)]
-        extra = [*(GROWTH_COLUMNS if self.growth else []), *(self._evaluation.columns() if self._evaluation else [])]
+        extra = [*(GROWTH_COLUMNS if self.growth else []), *(ADA_COLUMNS if self._adaptive else []),
+                 *(self._evaluation.columns() if self._evaluation else [])]
         columns = log_columns(penalty=self.loss.gp > 0, gammas=gammas, extra=extra)
         return MetricsLogger(self.run.metrics, columns, tensorboard_dir=self.run.tensorboard if t.tensorboard else None,
                              resume_step=self.step if self.step else None)
@@ -433,6 +462,9 @@ class Trainer:
         values.update(attention_gammas("D", self.D))
         if self.growth is not None:
             values.update(self.growth.log_values())
+        if self._adaptive:
+            r_t = self.augment.r_t
+            values.update(ada_p=self.augment.p, ada_r_t=math.nan if r_t is None else r_t)
         values.update(evals)
         return values
 
@@ -491,8 +523,10 @@ class Trainer:
         if self.step % t.log_every == 0 or done or evals:
             values = self._row(window, evals)
             logger.log(self.step, values)
-            bar.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
-                            img_s=f"{values['img_per_s']:.0f}", refresh=False)
+            shown = dict(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}", img_s=f"{values['img_per_s']:.0f}")
+            if self._adaptive:
+                shown["p"] = f"{self.augment.p:.3f}"
+            bar.set_postfix(shown, refresh=False)
             window.restart(self.images_seen)
         if self.step % t.sample_every == 0 or done:
             self.save_samples()
