@@ -31,3 +31,40 @@ def select_device(name: str | torch.device | None = "auto") -> torch.device:
     if device.type == "mps" and not _mps_available():
         raise ParameterError("device", "mps is not available here; use cpu or auto")
     return device
+
+
+# gankit's measured choice for training.amp=auto on CPUs with native bf16: see README "Mixed precision on the CPU".
+CPU_AUTO_BF16 = False
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 in hardware, as PyTorch reports it: CUDA's ``is_bf16_supported``; on the
+    CPU the AVX512-BF16 or AMX instructions (without them bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
+                                                                       "_is_amx_tile_supported"))
+    return False
+
+
+def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The dtype ``training.amp`` runs G's and D's forward passes in on ``device`` (None: float32).
+
+    CUDA: ``auto`` is bf16 where supported, else fp16. CPU: ``bf16`` on request; ``auto`` picks bf16 only where the
+    CPU has native bf16 *and* :data:`CPU_AUTO_BF16` says measurements showed unchanged training quality; fp16 is
+    CUDA-only. Other devices train in float32.
+    """
+    if amp == "off":
+        return None
+    if device.type == "cuda":
+        if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+    if device.type == "cpu":
+        if amp == "fp16":
+            raise ParameterError("amp", "fp16 needs a CUDA GPU; on the CPU use bf16 (or off)")
+        if amp == "bf16" or (amp == "auto" and CPU_AUTO_BF16 and native_bf16(device)):
+            return torch.bfloat16
+    return None

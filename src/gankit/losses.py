@@ -71,10 +71,11 @@ def gradient_penalty(
     """
     device = generator.device if generator is not None else real.device
     eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=device).to(real)
-    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    x_hat = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
     # The penalty is differentiated twice; fused attention kernels have no double backward, so the critic
-    # runs its attention in the explicit (differentiable twice) formulation here.
-    with reference_attention():
+    # runs its attention in the explicit (differentiable twice) formulation here, and in float32 even in a
+    # mixed-precision step: a bf16 double backward makes the gradient norm, the penalty's subject, noisy.
+    with reference_attention(), torch.autocast(x_hat.device.type, enabled=False):
         out = critic(x_hat) if labels is None else critic(x_hat, labels)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
@@ -134,8 +135,8 @@ class AdversarialLoss:
         training step LeCam's schedule follows. The parts stay tensors so the hot loop never waits for the device.
         """
 
-        def call(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-            return critic(x) if y is None else critic(x, y)
+        def call(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:  # float32 logits, even under autocast
+            return (critic(x) if y is None else critic(x, y)).float()
 
         real_logits = call(real, real_labels)
         fake_logits = call(fake.detach(), fake_labels)
@@ -159,4 +160,4 @@ class AdversarialLoss:
         self, critic: Critic, fake: torch.Tensor, fake_labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         logits = critic(fake) if fake_labels is None else critic(fake, fake_labels)
-        return self._pair()[1](logits)
+        return self._pair()[1](logits.float())

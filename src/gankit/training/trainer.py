@@ -25,7 +25,7 @@ from gankit import log
 from gankit.augment import LeCam, build_augment
 from gankit.config import RunConfig
 from gankit.data import DataBatches, open_training_data
-from gankit.device import select_device
+from gankit.device import autocast_dtype, select_device
 from gankit.errors import UserError
 from gankit.images import save_grid
 from gankit.io import RunDir, atomic_write, load_checkpoint, save_checkpoint
@@ -123,8 +123,11 @@ class Trainer:
     def _speedups(self) -> None:
         """Distributed sync, mixed precision, channels_last, sync BN and torch.compile, as configured.
 
-        Each switches itself off where it does not apply: AMP and SyncBatchNorm are CUDA-only, so on CPU
-        training runs in float32 exactly as without them.
+        Mixed precision (:func:`~gankit.device.autocast_dtype`) covers G's and D's forward passes only. What stays
+        float32, on purpose: the weights, their EMA and the optimizer state (bf16 would round small Adam updates
+        away); the losses (logits are cast to float32 first); WGAN-GP's penalty (its double backward runs outside
+        autocast); spectral norm's power iteration (matrix-vector products, which autocast leaves in float32); and
+        batch-norm statistics (the running buffers are float32). SyncBatchNorm is CUDA-only.
         """
         t = self.cfg.training
         cuda = self.device.type == "cuda"
@@ -136,10 +139,8 @@ class Trainer:
         if t.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
-        self.amp_dtype: torch.dtype | None = None
-        if cuda and t.amp != "off":
-            bf16 = torch.cuda.is_bf16_supported()
-            self.amp_dtype = torch.float16 if t.amp == "fp16" or (t.amp == "auto" and not bf16) else torch.bfloat16
+        self.amp_dtype = autocast_dtype(self.device, t.amp)
+        if cuda and self.amp_dtype is not None:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         fp16 = self.amp_dtype == torch.float16

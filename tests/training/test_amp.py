@@ -1,0 +1,138 @@
+"""bf16 mixed precision on the CPU: autocast engaged only when asked, what stays float32, the fused attention kernel
+under bf16, no NaN in the digits presets, and resume equal to an uninterrupted bf16 run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gankit import device as gdevice
+from gankit.cli import main
+from gankit.config import RunConfig, resolve_config
+from gankit.data import TensorBatches
+from gankit.errors import UserError
+from gankit.nn import SelfAttention2d, has_spectral_norm
+from gankit.training import Trainer, prepare_run_dir
+
+TINY = {"model": {"z_dim": 16, "g_conv_dim": 8, "d_conv_dim": 8},
+        "training": {"batch_size": 8, "device": "cpu", "tensorboard": False, "steps": 4,
+                     "checkpoint_every": 2}}  # fmt: skip
+
+
+def tiny_run(amp: str, **training) -> RunConfig:
+    overrides = {"model": TINY["model"], "training": {**TINY["training"], "amp": amp, **training}}
+    return resolve_config("sagan-digits", overrides=overrides)
+
+
+def batches(cfg: RunConfig) -> TensorBatches:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 1, 16, 16, generator=g) * 2 - 1
+    return TensorBatches(images, torch.arange(16) % 10, batch_size=cfg.training.batch_size, seed=0, device="cpu")
+
+
+def conv_output_dtypes(trainer: Trainer) -> set[torch.dtype]:
+    """Dtypes of every convolution output of D and G during one training step."""
+    seen: set[torch.dtype] = set()
+    convs = [m for net in (trainer.G, trainer.D) for m in net.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]  # fmt: skip
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype)) for m in convs]
+    try:
+        trainer.train_step()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize(("amp", "expected"), [("bf16", {torch.bfloat16}), ("off", {torch.float32}),
+                                               ("auto", {torch.float32})])  # fmt: skip
+def test_autocast_engaged_only_when_asked(tmp_path, amp, expected):
+    cfg = tiny_run(amp)
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=batches(cfg))
+    assert conv_output_dtypes(trainer) == expected
+    # whatever runs in bf16, the weights, their EMA and the optimizer state stay float32
+    assert all(p.dtype == torch.float32 for p in [*trainer.G.parameters(), *trainer.ema.model.parameters()])
+    assert all(v.dtype == torch.float32 for s in trainer.opt_d.state.values() for v in s.values() if v.dim())
+
+
+def test_auto_picks_bf16_only_with_native_support_and_the_measured_switch(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(gdevice, "CPU_AUTO_BF16", True)
+    monkeypatch.setattr(gdevice, "native_bf16", lambda device: True)
+    assert gdevice.autocast_dtype(cpu, "auto") == torch.bfloat16
+    monkeypatch.setattr(gdevice, "native_bf16", lambda device: False)
+    assert gdevice.autocast_dtype(cpu, "auto") is None
+    assert gdevice.autocast_dtype(cpu, "bf16") == torch.bfloat16 and gdevice.autocast_dtype(cpu, "off") is None
+    with pytest.raises(UserError, match="amp fp16 needs a CUDA GPU"):
+        gdevice.autocast_dtype(cpu, "fp16")
+
+
+def test_native_bf16_reads_what_pytorch_reports(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert gdevice.native_bf16(torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not gdevice.native_bf16(torch.device("cpu"))
+
+
+def test_fp16_on_the_cpu_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "sagan-digits", "--device", "cpu", "--set", "training.amp=fp16",
+                 "--out", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err == "gankit: error: --amp fp16 needs a CUDA GPU; on the CPU use bf16 (or off)" or (
+        "fp16 needs a CUDA GPU" in err and "\n" not in err)
+    assert not out.exists()
+
+
+def test_losses_penalty_and_spectral_norm_stay_float32(tmp_path):
+    cfg = tiny_run("bf16", loss="wgan-gp")
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=batches(cfg))
+    stats = trainer.train_step()
+    assert stats["d_loss"].dtype == torch.float32 and stats["gp"].dtype == torch.float32 and stats["gp"] > 0
+    sn = [m for m in trainer.D.modules() if has_spectral_norm(m)]
+    u = sn[0].parametrizations.weight[0]._u
+    assert u.dtype == torch.float32
+
+
+def test_fused_attention_stays_fused_under_bf16():
+    torch.manual_seed(0)
+    block = SelfAttention2d(64)
+    with torch.no_grad():
+        block.gamma.fill_(0.5)
+    x = torch.randn(2, 64, 16, 16, requires_grad=True)
+    with torch.profiler.profile() as prof, torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+        out.float().square().sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::bmm" not in names and "aten::_softmax" not in names
+    assert any("scaled_dot_product" in n and "math" not in n for n in names)
+
+
+@pytest.mark.parametrize("preset", ["sagan-digits", "pgan-digits", "dcgan-digits"])
+def test_fifty_bf16_steps_of_every_digits_preset_stay_finite(tmp_path, preset):
+    overrides = {"training": {"amp": "bf16", "device": "cpu", "tensorboard": False, "steps": 50}}
+    cfg = resolve_config(preset, overrides=overrides)
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False)
+    for _ in range(50):
+        stats = trainer.train_step()
+        assert float(stats["skipped"]) == 0 and all(torch.isfinite(v).all() for v in stats.values())
+    assert all(torch.isfinite(p).all() for p in trainer.G.parameters())
+
+
+def test_bf16_resume_equals_an_uninterrupted_bf16_run(tmp_path):
+    cfg = tiny_run("bf16")
+    whole = Trainer(cfg, prepare_run_dir(tmp_path / "whole"), progress=False, batches=batches(cfg))
+    whole.fit()
+    half_cfg = tiny_run("bf16", steps=2)
+    half = Trainer(half_cfg, prepare_run_dir(tmp_path / "half"), progress=False, batches=batches(cfg))
+    half.fit()
+    from gankit.io import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")
+    resumed = Trainer(cfg, tmp_path / "half", progress=False, batches=batches(cfg), _resume=state)
+    resumed.fit()
+    for key, value in whole.G.state_dict().items():
+        assert torch.equal(value, resumed.G.state_dict()[key]), key
+    for key, value in whole.ema.model.state_dict().items():
+        assert torch.equal(value, resumed.ema.model.state_dict()[key]), key
