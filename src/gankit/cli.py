@@ -184,6 +184,9 @@ def _add_bench(sub) -> None:
     b.add_argument("--iters", type=_positive_int, default=5, help="timed iterations after warm-up (default 5)")
     b.add_argument("--warmup", type=_positive_int, default=2, help="untimed iterations first (default 2)")
     _device(b)
+    b.add_argument("--amp", choices=("off", "bf16", "fp16", "auto"),
+                   help="mixed precision of G and D (default: the preset's training.amp); the peak compared with is "
+                        "that precision's")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     b.add_argument("--json", help="also write the numbers to this JSON file")
     _overwrite(b, "replace an existing --json file")
@@ -194,7 +197,7 @@ def _bench(args: argparse.Namespace) -> int:
     from gankit.apps.bench import format_report, run_bench
 
     report = run_bench(args.preset, json_out=args.json, overwrite=args.overwrite, batch_size=args.batch_size,
-                       iters=args.iters, warmup=args.warmup, device=args.device, sets=args.set)
+                       iters=args.iters, warmup=args.warmup, device=args.device, sets=args.set, amp=args.amp)
     print(format_report(report))
     return 0
 

@@ -28,9 +28,18 @@ from gankit.models.registry import model_config_from_dict
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML with YAML 1.2 floats: ``4e-4`` is a number, not the string PyYAML 1.1 makes of it."""
+    """Safe YAML with YAML 1.2 floats and booleans: ``4e-4`` is a number, not the string PyYAML 1.1 makes of
+    it, and only ``true`` / ``false`` are booleans (``amp: off`` is the string ``off``, not False)."""
 
 
+# a copy of the resolvers, without YAML 1.1's yes/no/on/off booleans
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),

@@ -16,7 +16,7 @@ PEAK = 2.5e11  # stands in for the 2048^3 matmul measurement (seconds of CPU) wh
 
 @pytest.fixture(autouse=True)
 def _stub_matmul_peak(monkeypatch):
-    monkeypatch.setattr(bench, "matmul_flops_per_s", lambda device: PEAK)
+    monkeypatch.setattr(bench, "matmul_flops_per_s", lambda device, dtype=torch.float32: PEAK)
 
 
 def test_reference_attention_context_gives_the_same_model_outputs():
@@ -45,10 +45,19 @@ def test_bench_numbers_from_a_known_clock_and_peak():
     assert r["fraction_of_matmul_peak"] == pytest.approx(r["flops_per_iter"] / 0.125 / PEAK)
     text = format_report(r)
     assert "ms / iteration        125.0" in text and "img/s                 64.0" in text
+    assert r["precision"] == "fp32" and "(fp32, measured now)" in text
 
 
-def test_matmul_peak_is_measured_on_the_device():
-    flops = MEASURE_PEAK(torch.device("cpu"), n=256, repeats=2)  # the real measurement, on a small matrix
+def test_bench_compares_bf16_with_the_bf16_peak(monkeypatch):
+    asked = []
+    monkeypatch.setattr(bench, "matmul_flops_per_s", lambda device, dtype=torch.float32: asked.append(dtype) or PEAK)
+    r = bench_preset("sagan-digits", batch_size=2, iters=1, warmup=1, device="cpu", sets=TINY, amp="bf16")
+    assert r["precision"] == "bf16" and asked == [torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matmul_peak_is_measured_on_the_device(dtype):
+    flops = MEASURE_PEAK(torch.device("cpu"), n=256, repeats=2, dtype=dtype)  # the real measurement, small matrix
     assert 1e7 < flops < 1e15
 
 

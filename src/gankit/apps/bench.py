@@ -49,16 +49,21 @@ except (AttributeError, RuntimeError, ValueError):  # already registered (module
     pass
 
 
+_PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def matmul_flops_per_s(device: torch.device, n: int | None = None, repeats: int = 5) -> float:
-    """The device's dense fp32 matmul throughput (best of ``repeats``), measured now."""
+def matmul_flops_per_s(
+    device: torch.device, n: int | None = None, repeats: int = 5, dtype: torch.dtype = torch.float32
+) -> float:
+    """The device's dense ``dtype`` matmul throughput (best of ``repeats``), measured now."""
     n = n or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     _sync(device)
     best = float("inf")
@@ -107,9 +112,15 @@ def bench_preset(
     warmup: int = 2,
     device: str = "auto",
     sets: list[str] | None = None,
+    amp: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
-    """Time ``iters`` training iterations of ``preset`` on synthetic data (after ``warmup``) with ``clock``."""
+    """Time ``iters`` training iterations of ``preset`` on synthetic data (after ``warmup``) with ``clock``.
+
+    ``amp`` sets ``training.amp`` (``off``, ``bf16``, ...; default: the preset's). The peak the iteration is
+    compared with is the matmul peak of the precision it runs in, measured in the same run."""
+    if amp is not None:
+        sets = [*(sets or []), f"training.amp={amp}"]
     trainer = synthetic_trainer(preset, batch_size=batch_size, device=device, sets=sets)
     dev, t = trainer.device, trainer.cfg.training
 
@@ -126,7 +137,8 @@ def bench_preset(
         trainer.train_step()
     _sync(dev)
     seconds = (clock() - t0) / iters
-    peak = matmul_flops_per_s(dev)
+    precision = trainer.amp_dtype or torch.float32
+    peak = matmul_flops_per_s(dev, dtype=precision)
     images_per_iter = t.batch_size * t.n_critic
     return {
         "preset": preset,
@@ -138,6 +150,7 @@ def bench_preset(
         "peak_memory_mb": _peak_memory_mb(dev),
         "flops_per_iter": flops,
         "achieved_flops_per_s": flops / seconds,
+        "precision": _PRECISION_NAMES[precision],
         "matmul_flops_per_s": peak,
         "fraction_of_matmul_peak": flops / seconds / peak,
         "threads": torch.get_num_threads(),
@@ -165,7 +178,8 @@ def format_report(r: dict[str, Any]) -> str:
             f"  peak memory           {r['peak_memory_mb']:.0f} MB",
             f"  FLOPs / iteration     {r['flops_per_iter'] / 1e9:.1f} GFLOP",
             f"  achieved              {r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s",
-            f"  device matmul peak    {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s (fp32, measured now)",
+            f"  precision             {r['precision']}",
+            f"  device matmul peak    {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s ({r['precision']}, measured now)",
             f"  fraction of peak      {100 * r['fraction_of_matmul_peak']:.0f}%",
         ]
     )
