@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -364,6 +365,24 @@ def test_a_repo_id_resolves_from_the_cache_offline_at_any_revision(cache, monkey
     torch.testing.assert_close(_outputs(gankit.load_generator("user/tiny-gan")), _outputs(main_g), rtol=0, atol=0)
 
 
+def test_online_a_cached_commit_is_served_without_a_request(cache):
+    hub, models = cache  # not offline: a commit hash is immutable, so huggingface_hub answers from the cache
+    G = gankit.load_generator("user/tiny-gan", revision="b" * 40, cache_dir=hub)
+    torch.testing.assert_close(_outputs(G), _outputs(models["b" * 40]), rtol=0, atol=0)
+
+
+def test_the_torch_hub_entry_loads_repo_ids(cache, monkeypatch):
+    hub, models = cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = importlib.util.spec_from_file_location("gankit_hubconf", Path(__file__).parents[1] / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    G = hubconf.gankit("user/tiny-gan", "v2", cache_dir=str(hub))
+    torch.testing.assert_close(_outputs(G), _outputs(models["b" * 40]), rtol=0, atol=0)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    assert hubconf.sagan("user/tiny-gan").config == models["a" * 40].config  # the family entries take ids too
+
+
 def test_commands_take_repo_ids(cache, monkeypatch, tmp_path, capsys):
     hub, _ = cache
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -378,7 +397,8 @@ def test_an_uncached_id_offline_is_one_clear_line(cache, monkeypatch, capsys):
     with pytest.raises(UserError) as info:
         gankit.load_generator("user/other-gan", cache_dir=hub)
     assert str(info.value) == ("user/other-gan is not in the Hub cache and HF_HUB_OFFLINE=1 forbids downloading it; "
-                               "download it once online (or give a local folder)")
+                               "no local path has that name either: download it once online, or give an existing "
+                               "folder")
     with pytest.raises(UserError, match=r"user/tiny-gan \(revision v3\) is not in the Hub cache"):
         gankit.load_generator("user/tiny-gan", revision="v3", cache_dir=hub)
     monkeypatch.delenv("HF_HUB_OFFLINE")

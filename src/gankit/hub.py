@@ -150,10 +150,11 @@ def _download(hf, repo_id: str, files: tuple[str, ...], *, revision, local_files
             if cache_only:
                 why = "HF_HUB_OFFLINE=1 forbids" if offline else "local_files_only=True forbids"
                 raise UserError(
-                    f"{what} is not in the Hub cache and {why} downloading it; download it once online "
-                    "(or give a local folder)"
+                    f"{what} is not in the Hub cache and {why} downloading it; no local path has that name either: "
+                    "download it once online, or give an existing folder"
                 ) from None
-            raise UserError(f"cannot reach the Hugging Face Hub and {what} is not in the Hub cache") from None
+            raise UserError(f"cannot reach the Hugging Face Hub and {what} is not in the Hub cache (nor a local "
+                            "path)") from None
         except errors.GatedRepoError:
             raise UserError(f"{repo_id} is gated: accept its terms on the Hub, then log in (hf auth login)") from None
         except errors.RepositoryNotFoundError:
@@ -464,11 +465,13 @@ def save_pretrained(
     (``library_name: gankit``, ``pipeline_tag``, ``tags``, ``license`` (default ``other``), ``datasets`` (given,
     or the run's when it is on the Hub) and a ``model-index`` of the evaluation), the samples, the training
     recipe, the evaluation and how to load it (as ``repo_id`` when given). The evaluation is ``evaluation`` (a
-    ``gankit evaluate`` JSON), else the run's own when it scored the published weights (see
-    :func:`_find_evaluation`). ``include_discriminator`` adds ``discriminator/``. A non-empty ``folder`` is
-    refused unless ``overwrite``.
+    ``gankit evaluate`` JSON), else the run's own when it scored the published weights: ``checkpoints/best.json``
+    of the published step, or a ``gankit evaluate`` JSON in the run folder newer than the checkpoint.
+    ``include_discriminator`` adds ``discriminator/``. A non-empty ``folder`` is refused unless ``overwrite``
+    (which replaces gankit's files there, and only those).
     """
     src = _open_source(source, best=best, include_discriminator=include_discriminator, evaluation=evaluation)
+    PretrainedDir(folder).prepare(overwrite)  # refuse a used folder before the work of sampling
     dataset = _dataset(src.config)
     if datasets is None:
         datasets = [dataset[0]] if dataset and dataset[0] else []
