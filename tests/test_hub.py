@@ -86,8 +86,11 @@ def test_save_then_load_gives_identical_outputs(family, k, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     paths = [folder]
     if k:  # the full writer too (its sample grid costs time: once per family)
+        before = {key: v.clone() for key, v in G.train().state_dict().items()}
         paths.append(str(gankit.save_pretrained(G, tmp_path / "rich")))
+        assert G.training and all(torch.equal(v, G.state_dict()[key]) for key, v in before.items())  # untouched
         assert (tmp_path / "rich" / PretrainedDir.SAMPLES).is_file()
+        G.eval()
     for path in paths:
         loaded = gankit.load_generator(path)
         assert type(loaded) is type(G) and loaded.config == G.config and not loaded.training

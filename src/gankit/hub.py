@@ -365,7 +365,12 @@ def _sample_grid(generator: Generator) -> tuple[bytes, str]:
     k = generator.num_classes
     labels = (torch.arange(n) // ncol) % k if k else None
     rows = [str(int(c)) for c in labels[::ncol]] if labels is not None else None
-    images = generator.sample(n, labels=labels, generator=torch.Generator().manual_seed(0))
+    training = generator.training
+    generator.eval()  # train mode would move BatchNorm statistics and spectral-norm vectors of the caller's model
+    try:
+        images = generator.sample(n, labels=labels, generator=torch.Generator().manual_seed(0))
+    finally:
+        generator.train(training)
     png = png_bytes(grid_image(images.float().cpu(), ncol, row_labels=rows))
     per_row = ", one class per row, class ids on the left" if k else ""
     clamp = "" if generator.output_range() else ", clamped to [-1, 1] for display"
