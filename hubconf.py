@@ -11,8 +11,18 @@ PyTorch 2.x): the tutorial's code runs unchanged against gankit::
     model = torch.hub.load(REPO_DIR, "PGAN", source="local", weights="celebaHQ16_december_s7_i96000-9c72988c.pth")
 
 gankit-native entry points return ready generators (``G(z)``, ``G(z, y)``, ``G.sample(n)``):
-``pgan(weights=None, model_name=...)``, ``sagan(weights=PATH)``, ``sngan(weights=PATH)``. ``weights`` is a local
-run folder, checkpoint, safetensors export or (for PGAN) pytorch_GAN_zoo ``.pth`` file.
+
+- ``gankit(repo_id_or_path, revision=None, *, ema=True, device="cpu", local_files_only=False, cache_dir=None)``:
+  any gankit model: a Hugging Face Hub repo id ``user/name`` (pushed with ``gankit push``; read from the Hub
+  cache, else downloaded; needs ``pip install 'gankit[hub]'``), a pretrained folder, a run folder, a checkpoint
+  or a safetensors export::
+
+      G = torch.hub.load(REPO, "gankit", "user/sagan-digits")              # latest revision (main)
+      G = torch.hub.load(REPO, "gankit", "user/sagan-digits", revision="v1")
+      images = G.sample(16)
+
+- ``pgan(weights=None, model_name=...)``, ``sagan(weights=PATH)``, ``sngan(weights=PATH)``: one family each;
+  ``weights`` is any source ``gankit`` takes or (for PGAN) a pytorch_GAN_zoo ``.pth`` file.
 """
 
 from __future__ import annotations
@@ -61,13 +71,31 @@ def _native(family: str, weights: str | None, ema: bool, device: str):
     from gankit.errors import UserError
 
     if weights is None:
-        raise UserError(f"no public gankit {family} weights are published yet; pass weights=PATH (a run or export)")
+        raise UserError(f"no public gankit {family} weights are published yet; pass weights=PATH or a Hub repo id")
     generator = load_generator(weights, ema=ema, device=device)
     if generator.config.family != family:
         raise UserError(
             f"{weights} holds a {generator.config.family} generator, not {family}; use hub entry {family!r}"
         )
     return generator
+
+
+def gankit(
+    repo_id_or_path: str,
+    revision: str | None = None,
+    *,
+    ema: bool = True,
+    device: str = "cpu",
+    local_files_only: bool = False,
+    cache_dir: str | None = None,
+):
+    """A ready generator of any family from a Hub repo id ``user/name`` (at ``revision``: branch, tag or commit)
+    or a local pretrained folder, run folder, checkpoint or export; see ``gankit.load_generator``.
+    ``HF_HUB_OFFLINE=1`` or ``local_files_only=True`` use the Hub cache only."""
+    from gankit.api import load_generator
+
+    return load_generator(repo_id_or_path, ema=ema, device=device, revision=revision,
+                          local_files_only=local_files_only, cache_dir=cache_dir)
 
 
 def pgan(
@@ -88,10 +116,11 @@ def pgan(
 
 
 def sagan(weights: str | None = None, *, ema: bool = True, device: str = "cpu"):
-    """A ready SAGAN generator from a gankit run folder, checkpoint or safetensors export."""
+    """A ready SAGAN generator from a gankit run folder, checkpoint, export, pretrained folder or Hub repo id."""
     return _native("sagan", weights, ema, device)
 
 
 def sngan(weights: str | None = None, *, ema: bool = True, device: str = "cpu"):
-    """A ready SN-GAN generator from a gankit run folder, checkpoint or safetensors export."""
+    """A ready SN-GAN generator from a gankit run folder, checkpoint, export, pretrained folder or Hub repo
+    id."""
     return _native("sngan", weights, ema, device)

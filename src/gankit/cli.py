@@ -15,7 +15,7 @@ from gankit.errors import ParameterError, UserError
 from gankit.version import __version__
 
 DATASET_CHOICES = ("folder", "mnist", "cifar10", "digits", "cache")  # gankit.config.DATASETS less "auto"
-GENERATOR_SOURCE = "run folder, .pt checkpoint or .safetensors export"
+GENERATOR_SOURCE = "run folder, .pt checkpoint, .safetensors export, pretrained folder or Hub repo id user/name"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -276,7 +276,7 @@ def _attention(args: argparse.Namespace) -> int:
 
 def _add_interpolate(sub) -> None:
     w = sub.add_parser("interpolate", help="latent walks: one row per walk between two seeded latents")
-    w.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE} or zoo .pth")
+    w.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE}, or zoo .pth")
     w.add_argument("--steps", type=_positive_int, default=8, help="images per walk, both endpoints included (8)")
     w.add_argument("--rows", type=_positive_int, default=4, help="number of walks (default 4)")
     w.add_argument("--mode", choices=("lerp", "slerp"), default="lerp", help="linear or spherical (default lerp)")
@@ -307,7 +307,7 @@ def _interpolate(args: argparse.Namespace) -> int:
 
 def _add_evaluate(sub) -> None:
     v = sub.add_parser("evaluate", help="FID, KID, IS, precision/recall, density/coverage of a generator")
-    v.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE} or .npz")
+    v.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE}, or .npz")
     v.add_argument("--data", required=True, help="real data: digits, or a dataset path (folder, MNIST, CIFAR-10)")
     v.add_argument("--num", type=_positive_int, default=10000, help="generated images (default 10000)")
     v.add_argument("--features", default="auto",
@@ -365,7 +365,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _add_explore(sub) -> None:
     x = sub.add_parser("explore", help="serve a local web page to explore a generator (samples, walks, attention)")
-    x.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{GENERATOR_SOURCE}, Hub folder or zoo .pth")
+    x.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{GENERATOR_SOURCE}, or zoo .pth")
     x.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: this machine only)")
     x.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
     _device(x)
@@ -378,9 +378,42 @@ def _explore(args: argparse.Namespace) -> int:
     return serve(args.checkpoint, host=args.host, port=args.port, device=args.device)
 
 
+def _add_push(sub) -> None:
+    p = sub.add_parser("push", help="upload a run's EMA generator to the Hugging Face Hub (one commit)")
+    p.add_argument("run", metavar="RUN", help="run folder (or one of its .pt checkpoints)")
+    p.add_argument("--repo-id", required=True, metavar="USER/NAME",
+                   help="Hub model repository, user/name or org/name (created if missing)")
+    p.add_argument("--private", action="store_true",
+                   help="create the repository private (an existing repository keeps its visibility)")
+    p.add_argument("--revision", metavar="BRANCH", help="branch to commit to, created from main if missing "
+                                                        "(default main)")
+    p.add_argument("--token", help="Hub token with write access (default: the one saved by `hf auth login`, or "
+                                   "HF_TOKEN; a token on the command line is visible to other users of the machine)")
+    p.add_argument("--best", action="store_true",
+                   help="push checkpoints/best.pt (the best FID of evaluation during training) instead of last.pt")
+    p.add_argument("--include-discriminator", action="store_true", help="also upload the discriminator "
+                                                                       "(discriminator/)")
+    p.add_argument("--license", help="license of the weights in the model card, e.g. mit, cc-by-nc-4.0 "
+                                     "(default: other)")
+    p.add_argument("--commit-message", help="message of the commit (default: Upload RUN with gankit VERSION)")
+    p.set_defaults(handler=_push)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from gankit.apps.push import push
+
+    pushed = push(args.run, args.repo_id, private=True if args.private else None, revision=args.revision,
+                  token=args.token, commit_message=args.commit_message,
+                  include_discriminator=args.include_discriminator, best=args.best, license=args.license)
+    print(f"gankit: pushed {len(pushed.files)} files ({', '.join(pushed.files)}) to {pushed.repo_url}")
+    if pushed.commit_url:
+        print(f"gankit: commit {pushed.commit_url}")
+    return 0
+
+
 COMMANDS: tuple[Callable, ...] = (
     _add_train, _add_sample, _add_interpolate, _add_attention, _add_export, _add_evaluate, _add_report,
-    _add_explore, _add_prepare, _add_presets, _add_bench,
+    _add_explore, _add_push, _add_prepare, _add_presets, _add_bench,
 )
 
 

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from gankit.errors import ParameterError, UserError
-from gankit.io import save_generator_export
+from gankit.io import PretrainedDir, atomic_write, model_card, save_generator_export
+from gankit.nn import has_spectral_norm
+from gankit.version import __version__
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -149,6 +151,11 @@ class _Network(nn.Module):
         check_state_matches(self, state, source)
         nn.Module.load_state_dict(self, state)
 
+    def pretrained_config(self) -> dict[str, Any]:
+        """The flat ``config.json`` of a pretrained folder: the model config fields (``family`` included) and
+        ``gankit_version``."""
+        return {**self.config.to_dict(), "gankit_version": __version__}
+
 
 class Generator(_Network):
     """Interface of every generator: ``forward(z (B, z_dim), y (B,) or None) -> (B, C, H, W)`` in [-1, 1]."""
@@ -173,6 +180,97 @@ class Generator(_Network):
         """This generator as one safetensors file with its config in the metadata (``gankit.load_generator``
         reads it back); ``meta`` adds metadata strings."""
         return save_generator_export(self.state_dict(), self.config.to_dict(), path, **meta)
+
+    def output_range(self) -> list[float] | None:
+        """The range a final tanh bounds the outputs to, ``[-1, 1]``; None when they are unbounded (a Progressive
+        GAN without ``output_tanh``: raw to_rgb outputs, trained toward [-1, 1], clamped for display)."""
+        return None if getattr(self.config, "output_tanh", True) is False else [-1.0, 1.0]
+
+    def spectral_norm_folded(self) -> bool:
+        """True when the spectral norm this family's config puts in G was folded into plain weights
+        (``gankit export --fold-sn``): a loader must fold a fresh model the same way before loading them."""
+        if any(has_spectral_norm(m) for m in self.modules()):
+            return False
+        flags = [getattr(self.config, f.name) for f in dataclasses.fields(self.config) if "spectral_norm" in f.name]
+        if not any(flag is True for flag in flags):
+            return False  # the config puts spectral norm nowhere (no need to build the model to ask it)
+        # Build the config's architecture to see whether it has spectral norm in G (the flags also cover D).
+        # On the CPU, with the caller's random state kept: the meta device would import torch._dynamo (seconds).
+        with torch.random.fork_rng(devices=[]):
+            fresh = type(self)(self.config)
+        return any(has_spectral_norm(m) for m in fresh.modules())
+
+    def pretrained_config(self) -> dict[str, Any]:
+        """The flat ``config.json`` of a pretrained folder: the model config fields, ``gankit_version`` and the
+        sampling convention (the keys of :attr:`gankit.io.PretrainedDir.META_KEYS`): latents ``z ~ N(0, I)`` of
+        shape ``(z_dim,)``, no truncation, training images scaled to ``data_range``, outputs bounded to
+        ``output_range`` (None: unbounded), evaluated in eval mode (BatchNorm running statistics)."""
+        return {
+            **super().pretrained_config(),
+            "latent": "normal",
+            "truncation": None,
+            "data_range": [-1.0, 1.0],
+            "output_range": self.output_range(),
+            "eval_mode": True,
+            "spectral_norm_folded": self.spectral_norm_folded(),
+        }
+
+    def model_card(
+        self,
+        repo_id: str | None = None,
+        *,
+        front_matter: dict[str, Any] | None = None,
+        intro: tuple[str, ...] = (),
+        sections: tuple[str, ...] = (),
+    ) -> str:
+        """The README.md of a pretrained folder: YAML front matter (``library_name``, ``pipeline_tag``, ``tags``,
+        then ``front_matter``) and Markdown: what the model is, ``intro`` (e.g. the sample grid), how to load it
+        (from ``repo_id``, or a placeholder), its sampling convention, then ``sections`` (training, evaluation)."""
+        cfg, k = self.config, self.num_classes
+        kind = f"class-conditional ({k} classes)" if k else "unconditional"
+        size = self.image_size  # a growing model's current resolution: the one its weights produce
+        front: dict[str, Any] = {
+            "library_name": "gankit",
+            "pipeline_tag": "unconditional-image-generation",
+            "tags": ["gan", cfg.family, "pytorch", "class-conditional" if k else "unconditional"],
+            **(front_matter or {}),
+        }
+        name = repo_id or "user/name"
+        labels = f"torch.arange(16) % {k}" if k else "None"
+        outputs = "in [-1, 1] (final tanh)" if self.output_range() else "unbounded (no final tanh; clamp to [-1, 1])"
+        body = [
+            f"# {repo_id or cfg.family + ' generator'}",
+            f"A {kind} {cfg.family} generator of {size}x{size} images with {self.channels} channel(s), made with "
+            "gankit.",
+            *intro,
+            "## Use\n\n```python\nimport torch\nimport gankit\n\n"
+            f'G = gankit.load_generator("{name}")  # or the path of this folder\n'
+            f"images = G.sample(16, labels={labels}, generator=torch.Generator().manual_seed(0))\n"
+            f"# images: (16, {self.channels}, {size}, {size}) float tensor\n```\n\n"
+            f"On the command line: `gankit sample --checkpoint {name} --num 64 --out samples.png`.",
+            "## Sampling convention\n\n"
+            f"- latents: `z ~ N(0, I)` of shape `(B, {self.z_dim})` (`G.sample_latents`), not truncated\n"
+            + (f"- labels: class ids `0..{k - 1}` of shape `(B,)`: `G(z, y)`\n" if k else "- no labels: `G(z)`\n")
+            + f"- outputs: `(B, {self.channels}, {size}, {size})`, {outputs}; training images were scaled to "
+            "[-1, 1], so pixel values are `(x + 1) * 127.5`\n"
+            "- eval mode: BatchNorm uses its running statistics (`gankit.load_generator` returns G in eval mode)\n"
+            "- `config.json` holds the model config and this convention, `model.safetensors` the weights: the "
+            "layout of `huggingface_hub.PyTorchModelHubMixin`",
+            *sections,
+        ]
+        return model_card(front, "\n\n".join(body))
+
+    def save_pretrained(self, folder: str | os.PathLike, *, overwrite: bool = False, card: str | None = None) -> Path:
+        """Write this generator as a pretrained folder (:class:`gankit.io.PretrainedDir`): ``model.safetensors``
+        (its state dict), the flat ``config.json`` (:meth:`pretrained_config`) and ``README.md`` (``card``, by
+        default :meth:`model_card`). ``gankit.load_generator(folder)`` and PyTorchModelHubMixin classes read it.
+        A non-empty ``folder`` is refused unless ``overwrite``. ``gankit.save_pretrained`` adds a sample grid, the
+        training recipe, evaluation results and optionally the discriminator."""
+        out = PretrainedDir(folder)
+        out.prepare(overwrite)
+        out.write(self.state_dict(), self.pretrained_config())
+        atomic_write(out.card, self.model_card() if card is None else card)
+        return out.root
 
     def sample_latents(
         self, n: int, generator: torch.Generator | None = None, truncation: float | None = None
