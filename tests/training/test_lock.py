@@ -26,6 +26,7 @@ from gankit.training import Trainer, new_run_dir, prepare_run_dir
 from gankit.training import lock as lock_module
 from gankit.training.lock import RunLock, RunLocked
 from tests.conftest import TINY_SETS
+from tests.data_writers import snapshot
 from tests.training.test_trainer import tiny_run_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,15 +40,6 @@ HOLDER = textwrap.dedent(
     time.sleep(600)
     """
 )
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every path under ``folder`` with its size and modification time: equal snapshots = nothing changed."""
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        st = path.lstat()
-        out[str(path.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from gankit.errors import UserError
 from gankit.io import load_checkpoint
 from gankit.training import Trainer, prepare_run_dir
 from gankit.training.resume import RESUMABLE, apply_changes, check_key, parse_changes
-from tests.training.test_lock import snapshot
+from tests.data_writers import snapshot
 from tests.training.test_trainer import tiny_run_config
 
 
