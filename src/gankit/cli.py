@@ -80,9 +80,11 @@ def _add_train(sub) -> None:
     _device(t, None)
     t.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set training.g_lr=2e-4 (repeatable)")
+                   help="override any config key, e.g. --set training.g_lr=2e-4 (repeatable); with --resume, only "
+                        "the keys that can change mid-run (steps, learning rates, output schedules, device)")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint "
+                                                       "(changes given with --set / --steps are recorded there)")
     _overwrite(t, "replace the run already in --out")
     _no_progress(t)
     t.add_argument("--nproc", type=_positive_int,
@@ -97,8 +99,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.nproc and args.nproc > 1 and not distributed.launched_by_torchrun():
         return distributed.launch(args.nproc, _without_nproc(args.argv))
     if args.resume:
-        app.check_resume_flags(preset=args.preset, config_file=args.config, sets=args.set)
-        return app.train(resume=args.resume, steps=args.steps, device=args.device, progress=_progress(args))
+        app.check_resume_flags(preset=args.preset, config_file=args.config, out=args.out, overwrite=args.overwrite,
+                               print_config=args.print_config)
+        flags = {name: getattr(args, name) for name in app.RESUME_FLAGS}
+        flags["strict"] = True if args.strict else None  # store_true: False means "not given"
+        return app.train(resume=args.resume, sets=args.set, flags=flags, device=args.device,
+                         progress=_progress(args))
     training = {key: getattr(args, key) for key in ("steps", "batch_size", "seed", "device", "checkpoint_every")}
     data: dict = {}
     if args.data is not None:  # --data names the data; its format is read from the path

@@ -3,10 +3,11 @@ file hashes, and :class:`RunDir`, the one place that knows the names inside a ru
 
 Every file gankit writes goes through :func:`atomic_write`: a temporary file in the same folder, flushed,
 fsynced and renamed over the target, so a crash or a full disk leaves the complete old file or the complete new
-one, never half of one. Checkpoints hold plain data only and load with ``torch.load(weights_only=True)``;
-exports are safetensors files with the model config as JSON in their metadata. :class:`PretrainedDir` names the
-files of a pretrained folder (the Hugging Face Hub layout of ``huggingface_hub.PyTorchModelHubMixin``) and
-:func:`model_card` writes its README.
+one, never half of one. A process killed mid-write leaves its temporary (``.NAME.xxxxxxxx.tmp``) behind;
+:func:`remove_stale_temporaries` deletes those, and only those whose writer is gone. Checkpoints hold plain data
+only and load with ``torch.load(weights_only=True)``; exports are safetensors files with the model config as JSON
+in their metadata. :class:`PretrainedDir` names the files of a pretrained folder (the Hugging Face Hub layout of
+``huggingface_hub.PyTorchModelHubMixin``) and :func:`model_card` writes its README.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from safetensors.torch import load_file, safe_open, save
 
 from gankit.errors import DamagedFile, UserError
 from gankit.version import __version__
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; see remove_stale_temporaries
+    fcntl = None  # type: ignore[assignment]
 
 CHECKPOINT_FORMAT = "gankit-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -74,6 +80,7 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        _lock_temporary(fd)
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)
@@ -90,6 +97,62 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _lock_temporary(fd: int) -> None:
+    """Mark a temporary as being written: an exclusive ``flock`` that dies with the file's close or its writer."""
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a file system without flock (some network mounts): the temporary is just unmarked
+        pass
+
+
+# mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix (CPython's tempfile._RandomNameSequence)
+_TEMPORARY = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"
+
+
+def is_temporary_name(name: str, target: str | None = None) -> bool:
+    """True when ``name`` is an :func:`atomic_write` temporary (of the file ``target``, when given)."""
+    found = re.fullmatch(_TEMPORARY, name)
+    return found is not None and (target is None or found.group("name") == target)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Delete the temporaries that :func:`atomic_write` left in ``folder`` (only those of the file ``target``, when
+    given) when its process was killed mid-write; returns what was deleted.
+
+    A temporary still being written is locked by its writer (``flock``) and is kept; the lock dies with the
+    writer, so a killed write's temporary is unlocked. Nothing but atomic_write's own names is touched. Without
+    ``fcntl`` (Windows) an open file cannot be deleted there anyway, so every temporary that can be is.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if not is_temporary_name(path.name, target) or path.is_symlink() or not path.is_file():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:  # gone meanwhile (its writer renamed it), or not ours to read
+            continue
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # being written right now
+                    continue
+                except OSError:  # no flock on this file system: the writer's mark cannot be read either
+                    pass
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
@@ -200,6 +263,8 @@ class RunDir:
         metrics.csv, loss.png       the log and its plot (tensorboard/ when installed)
         generator.safetensors       the EMA generator export
         classes.json                class names of labelled image folders
+        resume_history.json         settings changed on resume: step, key, old and new value, time
+        .gankit.lock                the writer's lock (flock; holds its pid), see gankit.training.lock
     """
 
     root: Path
@@ -212,8 +277,11 @@ class RunDir:
     GENERATOR = "generator.safetensors"
     TENSORBOARD = "tensorboard"
     CLASSES = "classes.json"
+    RESUME_HISTORY = "resume_history.json"
     # what gankit train writes, so what --overwrite removes (and nothing else of the folder)
-    ARTEFACTS = (CONFIG, CHECKPOINTS, SAMPLES, METRICS, LOSS_PLOT, GENERATOR, TENSORBOARD, CLASSES)
+    ARTEFACTS = (CONFIG, CHECKPOINTS, SAMPLES, METRICS, LOSS_PLOT, GENERATOR, TENSORBOARD, CLASSES, RESUME_HISTORY)
+    # Not an artefact: it is never removed (deleting a lock file others may hold open breaks flock's exclusion)
+    LOCK = ".gankit.lock"
 
     def __init__(self, root: str | os.PathLike) -> None:
         object.__setattr__(self, "root", Path(root))
@@ -271,6 +339,18 @@ class RunDir:
     @property
     def classes(self) -> Path:
         return self.root / self.CLASSES
+
+    @property
+    def resume_history(self) -> Path:
+        return self.root / self.RESUME_HISTORY
+
+    @property
+    def lock(self) -> Path:
+        return self.root / self.LOCK
+
+    def written_folders(self) -> tuple[Path, ...]:
+        """The folders training writes files into (where a killed write can leave a temporary)."""
+        return (self.root, self.checkpoints, self.samples)
 
     def is_run(self) -> bool:
         """True when the folder holds a gankit run (its config or checkpoints)."""

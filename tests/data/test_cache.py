@@ -1,12 +1,20 @@
 """``gankit prepare``'s cache: exact round trip, recorded metadata, no image reads at training time, errors."""
 
+import subprocess
+import sys
+import textwrap
+import time
+
 import numpy as np
 import pytest
 import torch
 
+from gankit.cli import main
 from gankit.data import open_cache, open_dataset, prepare_cache, read_header
+from gankit.data.cache import is_cache_file
 from gankit.data.decode import decode_file
 from gankit.errors import UserError
+from gankit.io import is_temporary_name
 from tests.data_writers import mixed_folder, noise, save_image, snapshot, write_mnist
 
 CPU = torch.device("cpu")
@@ -106,3 +114,101 @@ def test_mnist_to_cache_keeps_labels(tmp_path):
     images, labels, _ = open_cache(tmp_path / "m.gkc")
     np.testing.assert_array_equal(images[:, 0], x)
     assert labels.tolist() == y.tolist()
+
+
+# ------------------------------------------------------------------------------ bounded memory, killed runs
+
+PREPARE_KILLED_AFTER_ONE_CHUNK = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import gankit.data.prepare as prepare
+    decode = prepare._decode_in_order
+    def slow(*args, **kwargs):  # a slow disk: after the first chunk is written, say so and take a long time
+        for i, chunk in enumerate(decode(*args, **kwargs)):
+            yield chunk
+            if i == 0:
+                Path(sys.argv[1]).write_text("one chunk written")
+            time.sleep(30)
+    prepare._decode_in_order = slow
+    from gankit.cli import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+def grey_folder(root, n: int):
+    for k in range(n):
+        save_image(root / f"{k:04d}.png", noise(12, 12, seed=k, channels=1))
+    return root
+
+
+def test_prepare_writes_each_chunk_before_decoding_the_next(tmp_path, monkeypatch):
+    import gankit.data.prepare as prepare
+
+    data = grey_folder(tmp_path / "data", 200)
+    out = tmp_path / "c.gkc"
+    decode, sizes = prepare._decode_in_order, []
+
+    def watched(*args, **kwargs):
+        for chunk in decode(*args, **kwargs):
+            (tmp,) = [p for p in tmp_path.iterdir() if p.name.startswith(".c.gkc.")]
+            sizes.append(tmp.stat().st_size)  # what reached the file before this chunk was handed over
+            yield chunk
+
+    monkeypatch.setattr(prepare, "_decode_in_order", watched)
+    prepare_cache(data, out, size=32, channels=3, workers=0, progress=False)
+    chunk_bytes = 64 * 3 * 32 * 32
+    assert len(sizes) == 4
+    for k, size in enumerate(sizes):  # chunk k arrives when k chunks are in the file (less one write buffer)
+        assert size >= k * chunk_bytes - 65536, (k, size)
+    assert read_header(out)["count"] == 200
+
+
+def test_mnist_is_resized_a_chunk_at_a_time(tmp_path, monkeypatch):
+    import gankit.data.prepare as prepare
+
+    x = np.random.default_rng(1).integers(0, 256, (250, 28, 28), dtype=np.uint8)
+    write_mnist(tmp_path / "mnist", x, np.arange(250) % 10)
+    fit, seen = prepare.fit_arrays, []
+    monkeypatch.setattr(prepare, "CHUNK", 100)
+    monkeypatch.setattr(prepare, "fit_arrays", lambda a, s, c: seen.append(len(a)) or fit(a, s, c))
+    prepare_cache(tmp_path / "mnist", tmp_path / "m.gkc", size=16, channels=1, progress=False)
+    assert seen == [100, 100, 50]
+    images, _, _ = open_cache(tmp_path / "m.gkc")
+    np.testing.assert_array_equal(images, fit(x[:, None], 16, 1))
+
+
+@pytest.mark.slow
+def test_a_killed_prepare_leaves_no_cache_and_the_rerun_cleans_up(tmp_path, capsys):
+    data = grey_folder(tmp_path / "data", 200)
+    out = tmp_path / "c.gkc"
+    driver, marker = tmp_path / "slow_prepare.py", tmp_path / "marker"
+    driver.write_text(PREPARE_KILLED_AFTER_ONE_CHUNK)
+    foreign = tmp_path / ".other.gkc.abcdefgh.tmp"  # another file's temporary, and the user's own .tmp file
+    foreign.write_bytes(b"x")
+    mine = tmp_path / ".c.gkc.notes.tmp"
+    mine.write_bytes(b"x")
+    argv = ["prepare", "--data", str(data), "--out", str(out), "--size", "32", "--workers", "0", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, str(driver), str(marker), *argv], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not marker.exists():
+            assert proc.poll() is None and time.time() < deadline, "prepare never wrote its first chunk"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    (partial,) = [p for p in tmp_path.iterdir() if is_temporary_name(p.name, out.name)]
+    assert not out.exists() and partial.stat().st_size > 64 * 3 * 32 * 32  # a chunk went in, no header yet
+    assert not is_cache_file(partial)
+    capsys.readouterr()
+    train = ["train", "--preset", "sagan-digits", "--steps", "1", "--device", "cpu", "--no-progress",
+             "--out", str(tmp_path / "run")]
+    for bad in (["--data", str(out)], ["--data", str(partial), "--dataset", "cache"]):
+        assert main([*train, *bad]) == 2  # nothing reads the leftover as a cache
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(argv) == 0
+    assert f"removed {partial}" in capsys.readouterr().err
+    assert not partial.exists() and foreign.exists() and mine.exists()
+    assert read_header(out)["count"] == 200

@@ -1,5 +1,7 @@
 """Image folders: listing, class folders, bad files, errors, and the worker-process batch stream."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -226,3 +228,75 @@ def test_bad_data_settings_are_user_errors(tmp_path):
         open_dataset("folder", str(tmp_path), image_size=8, channels=1, num_workers=-1)
     with pytest.raises(UserError, match="--labels 'classes' is unknown; use subdirs"):
         open_dataset("folder", str(tmp_path), image_size=8, channels=1, labels="classes")
+
+
+# ------------------------------------------------------------------------------------------- symbolic links
+
+
+def test_folder_links_are_never_followed_so_a_loop_or_a_way_out_reads_nothing_outside(tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    save_image(outside / "other_run.png", noise(12, 12, seed=9))
+    data = tmp_path / "data"
+    save_image(data / "a" / "0.png", noise(12, 12, seed=1))
+    save_image(data / "b.png", noise(12, 12, seed=2))
+    (data / "a" / "loop").symlink_to("..")  # a/loop -> data itself
+    (data / "up").symlink_to("..", target_is_directory=True)  # -> tmp_path: the parent and its other folders
+    (data / "out").symlink_to(outside)
+    (data / "alias").symlink_to(data / "a")  # a folder inside, already read where it is
+    index = scan_folder(data, size=8)
+    assert index.files == ["a/0.png", "b.png"] and index.skipped == []
+    err = capsys.readouterr().err
+    for link in ("a/loop", "up", "out", "alias"):
+        assert f"left out {data / link}: a link to the folder" in err
+    assert "other_run" not in err and "2 images" in err
+    assert scan_folder(data, size=8, strict=True, quiet=True).files == index.files  # not errors, even strict
+    # a folder that holds nothing but a link says so in its one-line error
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "out").symlink_to(outside)
+    with pytest.raises(UserError, match=r"is empty.*out is a link to the folder .*elsewhere, not followed"):
+        scan_folder(lonely, size=8)
+
+
+def test_file_links_are_followed_and_one_file_counts_once(tmp_path, capsys):
+    outside = tmp_path / "library"
+    save_image(outside / "linked.png", noise(12, 12, seed=3))
+    data = tmp_path / "data"
+    real = save_image(data / "real.png", noise(12, 12, seed=4))
+    (data / "x_link_to_real.png").symlink_to(real)
+    (data / "sub").mkdir()
+    (data / "sub" / "again.png").symlink_to("../real.png")
+    (data / "from_outside.png").symlink_to(outside / "linked.png")  # followed: people link images in
+    (data / "hard.png").hardlink_to(outside / "linked.png")  # the same file as from_outside.png
+    index = scan_folder(data, size=8)
+    # sorted part by part; a file reached twice is kept at its first path in that order
+    assert index.files == ["from_outside.png", "real.png"]
+    err = capsys.readouterr().err
+    assert f"left out {data / 'hard.png'}: the same file as from_outside.png, counted once" in err
+    assert f"left out {data / 'sub/again.png'}: the same file as real.png, counted once" in err
+    assert f"left out {data / 'x_link_to_real.png'}: the same file as real.png, counted once" in err
+    decoded = FolderDataset(index, 8, 3)
+    np.testing.assert_array_equal(decoded.decode(0), decode_file(str(outside / "linked.png"), 8, 3))
+
+
+def test_broken_links_and_special_files_are_bad_files(tmp_path, capsys):
+    save_image(tmp_path / "good.png", noise(12, 12))
+    (tmp_path / "broken.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(tmp_path / "pipe.png")  # reading it would block forever
+    index = scan_folder(tmp_path, size=8)
+    assert index.files == ["good.png"]
+    assert index.skipped == [("broken.png", f"a broken link to {tmp_path / 'gone.png'}"),
+                             ("pipe.png", "not a regular file")]
+    with pytest.raises(UserError, match=r"broken\.png: a broken link to .*gone\.png; remove or replace it"):
+        scan_folder(tmp_path, size=8, strict=True)
+
+
+def test_class_folders_that_are_links_are_no_classes(tmp_path):
+    outside = tmp_path / "other"
+    save_image(outside / "x.png", solid(10, 10, 9))
+    data = tmp_path / "data"
+    for cls in ("cat", "dog"):
+        save_image(data / cls / "0.png", solid(10, 10, 50))
+    (data / "zebra").symlink_to(outside)
+    index = scan_folder(data, size=8, labels=True, quiet=True)
+    assert index.classes == ["cat", "dog"] and index.files == ["cat/0.png", "dog/0.png"]

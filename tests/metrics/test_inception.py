@@ -1,5 +1,6 @@
 """The FID Inception-v3: the standard file's key names and shapes, loading, outputs, the TF resize, errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,7 +135,8 @@ def test_inception_input_quantises_to_8_bit_and_makes_rgb():
 
 def test_the_note_says_comparable_only_for_the_standard_weights_hash():
     net = FIDInceptionV3()
-    assert "comparable with pytorch-fid / torch-fidelity" in inception_extractor(net, None, "6726825d" + "0" * 56).note
+    note = inception_extractor(net, None, "6726825d" + "0" * 56).note
+    assert "identical to torch-fidelity and the TF reference" in note and "pytorch-fid differs slightly" in note
     assert "not comparable" in inception_extractor(net, None, "f" * 64).note
 
 
@@ -165,3 +167,41 @@ def test_evaluate_cli_with_inception_features(random_weights, tmp_path, monkeypa
     assert f["weights_sha256"] == inception.file_sha256(random_weights[0])
     assert "not the standard FID weights" in r["comparability"]
     assert r["metrics"]["fid"] > 0 and 1 <= r["metrics"]["is"] <= 6 and r["reference"]["num"] == 6
+
+
+def tf1_resize_reference(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """TF 1.x ``resize_bilinear`` (align_corners=False, no half-pixel centres) of one float32 ``(H, W)`` plane,
+    written from TF's C++ kernel: float32 scale and positions (LegacyScaler), lower = floor, upper = min(ceil,
+    in - 1), then top and bottom interpolated along x and the two along y."""
+
+    def axis(in_size: int, out_size: int):
+        scale = np.float32(in_size) / np.float32(out_size)
+        pos = np.arange(out_size, dtype=np.float32) * scale
+        lower = np.maximum(np.floor(pos).astype(np.int64), 0)
+        upper = np.minimum(np.ceil(pos).astype(np.int64), in_size - 1)
+        return lower, upper, (pos - np.floor(pos)).astype(np.float32)
+
+    ylo, yhi, ylerp = axis(image.shape[0], out_h)
+    xlo, xhi, xlerp = axis(image.shape[1], out_w)
+    out = np.empty((out_h, out_w), np.float32)
+    for y in range(out_h):
+        top_left, top_right = image[ylo[y], xlo], image[ylo[y], xhi]
+        bottom_left, bottom_right = image[yhi[y], xlo], image[yhi[y], xhi]
+        top = top_left + (top_right - top_left) * xlerp
+        bottom = bottom_left + (bottom_right - bottom_left) * xlerp
+        out[y] = top + (bottom - top) * ylerp[y]
+    return out
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (7, 5), (64, 48)])
+def test_tf_bilinear_resize_is_bit_equal_to_the_tf1_kernel_in_float32(shape):
+    levels = np.random.default_rng(sum(shape)).integers(0, 256, (2, 3, *shape)).astype(np.float32)
+    out = resize_bilinear_tf(torch.from_numpy(levels), 299).numpy()
+    for b in range(2):
+        for c in range(3):
+            np.testing.assert_array_equal(out[b, c], tf1_resize_reference(levels[b, c], 299, 299))
+    # positions in float64 (the old code) give other weights (by up to 1e-2 levels for large inputs): the
+    # bit-equality above tells them apart
+    pos64 = np.arange(299) * (shape[0] / 299)
+    pos32 = np.arange(299, dtype=np.float32) * np.float32(shape[0] / 299)
+    assert ((pos64 - np.floor(pos64)).astype(np.float32) != pos32 - np.floor(pos32)).any()

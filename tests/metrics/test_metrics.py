@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,3 +181,29 @@ def test_unknown_features_spec_is_a_user_error():
         build_extractor("vgg", dataset_key="digits", image_size=16)
     with pytest.raises(UserError, match="no such file"):
         build_extractor("missing.pt", dataset_key="digits", image_size=16)
+
+
+def torch_fidelity_inception_score(logits: np.ndarray, splits: int, seed: int) -> tuple[float, float, list[float]]:
+    """torch-fidelity's ``isc_features_to_metric`` written out in NumPy: permuted rows, splits at N*i//splits,
+    float64, ``(np.mean, np.std)`` of the per-split scores (population std)."""
+    n = len(logits)
+    x = logits[np.random.RandomState(seed).permutation(n)].astype(np.float64)
+    log_p = x - x.max(1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(1, keepdims=True))
+    p = np.exp(log_p)
+    scores = []
+    for i in range(splits):
+        part = slice(i * n // splits, (i + 1) * n // splits)
+        q = p[part].mean(0, keepdims=True)
+        scores.append(float(np.exp((p[part] * (log_p[part] - np.log(q))).sum(1).mean())))
+    return float(np.mean(scores)), float(np.std(scores)), scores
+
+
+@pytest.mark.parametrize(("n", "splits", "seed"), [(1000, 10, 2020), (103, 10, 0), (50, 3, 7)])
+def test_inception_score_matches_torch_fidelity_with_the_population_std(n, splits, seed):
+    logits = np.random.default_rng(n).normal(0, 3, (n, 12))
+    mean, std = inception_score(torch.from_numpy(logits), splits=splits, seed=seed)
+    ref_mean, ref_std, scores = torch_fidelity_inception_score(logits, splits, seed)
+    assert mean == pytest.approx(ref_mean, rel=1e-12) and std == pytest.approx(ref_std, rel=1e-9)
+    assert std == pytest.approx(np.std(scores, ddof=0), rel=1e-9)
+    assert abs(std - np.std(scores, ddof=1)) > 1e-3 * std  # not the sample std (n - 1), 5% apart at 10 splits

@@ -16,7 +16,7 @@ from gankit.metrics.evaluate import (
     KID_SUBSETS,
     PROTOCOL_NOTE,
     Evaluator,
-    load_npz,
+    open_npz_images,
     parse_metrics,
 )
 from gankit.metrics.prdc import DC_K, PR_K
@@ -70,10 +70,9 @@ def evaluate(
     wanted = parse_metrics(metrics)
     ckpt = Path(checkpoint)
     generator = None
-    if ckpt.suffix == ".npz":
-        images, _ = load_npz(ckpt)
-        images = images[:num] if num else images
-        size, channels = images.shape[-1], images.shape[1]
+    if ckpt.suffix == ".npz":  # read in batches: only the features are kept
+        npz = open_npz_images(ckpt, limit=num or None)
+        channels, size = npz.shape[0], npz.shape[-1]
     else:
         generator = load_generator(ckpt, ema=ema, device=dev)
         size, channels = generator.image_size, generator.channels
@@ -92,8 +91,8 @@ def evaluate(
         values = evaluator.evaluate_generator(generator, num, seed)
         num_generated = num
     else:
-        values = evaluator.evaluate_images(images, seed)
-        num_generated = len(images)
+        values = evaluator.evaluate_chunks(npz.chunks(batch_size), npz.count, seed)
+        num_generated = npz.count
     reference, cached = evaluator.real_features("reference")
     heldout = evaluator.heldout_metrics(seed)
     ex = evaluator.extractor

@@ -1,8 +1,10 @@
 """``gankit train``: start a run from a config or continue one, on one process or several (torchrun).
 
 A new run's folder is set up inside :func:`~gankit.training.new_run_dir`, so a setup that fails (bad data, a
-model that does not fit it) leaves the folder as it was. SIGTERM is handled like Ctrl-C: a checkpoint is saved
-and the command that resumes is printed.
+model that does not fit it) leaves the folder as it was. One process writes a run folder at a time: rank 0 holds
+its lock (:mod:`gankit.training.lock`) from before anything is changed (``--overwrite`` included) to the end of
+training. A resume may change the keys :mod:`gankit.training.resume` allows. SIGTERM is handled like Ctrl-C: a
+checkpoint is saved and the command that resumes is printed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,23 @@ from typing import Any
 from gankit.config import resolve_config
 from gankit.device import select_device
 from gankit.errors import UserError
+from gankit.io import RunDir
 from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
+from gankit.training.lock import RunLock
+from gankit.training.resume import parse_changes
+
+# flags of gankit train that set a config key; with --resume they are checked like --set of that key
+RESUME_FLAGS = {
+    "steps": ("--steps", "training.steps"),
+    "device": ("--device", "training.device"),
+    "checkpoint_every": ("--checkpoint-every", "training.checkpoint_every"),
+    "batch_size": ("--batch-size", "training.batch_size"),
+    "seed": ("--seed", "training.seed"),
+    "data": ("--data", "data.path"),
+    "dataset": ("--dataset", "data.dataset"),
+    "labels": ("--labels", "data.labels"),
+    "strict": ("--strict", "data.strict"),
+}
 
 
 def default_out(preset: str | None) -> Path:
@@ -37,18 +55,44 @@ def start(
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    held: contextlib.ExitStack | None = None,
 ) -> Trainer:
     """A trainer for a new run (config resolved from the preset, the file, flag ``overrides`` and ``sets``).
 
-    Rank 0 alone creates (or refuses) the run folder; the other ranks wait for it. Should the setup fail, the
-    folder goes back to how it was: an ``overwrite``'n run is not lost to a typo.
+    Rank 0 alone creates (or refuses) the run folder, under its lock; the other ranks wait for it. Should the
+    setup fail, the folder goes back to how it was: an ``overwrite``'n run is not lost to a typo. The lock is
+    released when ``held`` closes (without ``held``: when the lock object is garbage-collected).
     """
     cfg = resolve_config(preset, config_file, overrides, sets)
     folder = Path(out) if out else default_out(cfg.preset)
-    setup = new_run_dir(folder, overwrite=overwrite) if distributed.current().is_main else contextlib.nullcontext()
+    setup: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if distributed.current().is_main:
+        lock = RunLock(folder)
+        setup = new_run_dir(folder, overwrite=overwrite, lock=lock)
+        if held is not None:
+            held.callback(lock.release)
     with setup:
         distributed.barrier()
         return Trainer(cfg, folder, progress=progress)
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    sets: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    held: contextlib.ExitStack | None = None,
+) -> Trainer:
+    """A trainer that continues ``run_dir``, with the changes of ``sets`` (``key=value``) and ``flags`` (the
+    values of :data:`RESUME_FLAGS`, None where not given). Every change is checked before rank 0 takes the
+    folder's lock (released when ``held`` closes), and the lock before anything is written."""
+    given = {key: (flag, (flags or {}).get(name)) for name, (flag, key) in RESUME_FLAGS.items()}
+    changes = parse_changes(sets or [], given)
+    lock = RunLock(run_dir)
+    if held is not None:
+        held.callback(lock.release)
+    return Trainer.resume(run_dir, progress=progress, changes=changes, lock=lock)
 
 
 def fit(trainer: Trainer, say: Callable[..., None]) -> int:
@@ -75,30 +119,43 @@ def fit(trainer: Trainer, say: Callable[..., None]) -> int:
 def train(
     *,
     resume: str | None = None,
-    steps: int | None = None,
+    flags: dict[str, Any] | None = None,
     device: str | None = None,
     progress: bool | None = None,
     **new_run: Any,
 ) -> int:
-    """Train a new run (``new_run``: the arguments of :func:`start`) or continue ``resume``; every rank of a
-    torchrun launch runs this. Returns the exit status."""
+    """Train a new run (``new_run``: the arguments of :func:`start`) or continue ``resume`` (with ``flags`` and
+    ``new_run["sets"]`` as :func:`resume_run` takes them); every rank of a torchrun launch runs this. Returns the
+    exit status. Rank 0 holds the run folder's lock until training ends."""
     try:
         if distributed.launched_by_torchrun():
             distributed.init_distributed(select_device(device or "auto"))
         say = print if distributed.current().is_main else (lambda *a, **k: None)
-        if resume:
-            trainer = Trainer.resume(resume, steps=steps, progress=progress)
-            say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}")
-        else:
-            trainer = start(progress=progress, **new_run)
-            cfg = trainer.cfg
-            say(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for {cfg.training.steps} "
-                f"steps into {trainer.run_dir}")
-        return fit(trainer, say)
+        with contextlib.ExitStack() as held:
+            if resume:
+                trainer = resume_run(resume, sets=new_run.get("sets"), flags=flags, progress=progress, held=held)
+                say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}")
+            else:
+                trainer = start(progress=progress, held=held, **new_run)
+                cfg = trainer.cfg
+                say(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for "
+                    f"{cfg.training.steps} steps into {trainer.run_dir}")
+            return fit(trainer, say)
     finally:
         distributed.cleanup()  # destroy_process_group on every exit path
 
 
-def check_resume_flags(*, preset: str | None, config_file: str | None, sets: list[str] | None) -> None:
-    if preset or config_file or sets:
-        raise UserError("--resume continues a run with its own config; drop --preset / --config / --set")
+def check_resume_flags(
+    *, preset: str | None, config_file: str | None, out: str | None = None, overwrite: bool = False,
+    print_config: bool = False,
+) -> None:
+    """Refuse the flags of a new run that have no meaning for ``--resume`` (one line, before anything is read)."""
+    if preset or config_file:
+        raise UserError("--resume continues a run with its own config; drop --preset / --config (change single "
+                        "settings with --set key=value)")
+    if out:
+        raise UserError("--resume RUN continues the run in RUN; drop --out")
+    if overwrite:
+        raise UserError("--overwrite starts a run over; it has no meaning with --resume (drop one of them)")
+    if print_config:
+        raise UserError(f"--print-config shows a new run's config; a run's own is RUN/{RunDir.CONFIG}")

@@ -5,12 +5,23 @@ Listing is deterministic (relative paths sorted part by part, code point order),
 completeness test, see :func:`gankit.data.decode.check_file`): a file that cannot be used is skipped with a
 one-line warning naming it, or, with ``strict``, is an error. Images smaller than the model size are upscaled
 with a warning (an error with ``strict``). Nothing under the folder is ever written.
+
+Symbolic links:
+
+- a link to a file is followed, wherever the file is (people link images into a dataset folder);
+- a link to a folder is never followed, with a warning naming it: one could loop (``a/loop -> ..``) or lead out
+  of the data folder into other data or other runs' outputs. A folder inside the data folder is read where it
+  is; one outside is given as ``--data`` itself (the ``--data`` path may be a link);
+- one file is counted once: two links to the same file, or a link and the file, give one image (the path first
+  in the listing order), so no image weighs double; hard links count as the same file too;
+- a broken link, or a link to something other than a regular file, is skipped like a bad file.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,22 +44,72 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name in IGNORED_DIRS
 
 
-def list_files(root: Path) -> list[str]:
-    """Relative POSIX paths of every non-hidden file under ``root`` (any depth, following directory links once),
-    sorted part by part so ``a/b.jpg`` and ``a.jpg`` have a fixed, platform-independent order."""
-    out: list[tuple[str, ...]] = []
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a link back up the tree: walk each real folder once
-            dirnames[:] = []
+@dataclass
+class Listing:
+    """What a folder's walk found: ``files`` (relative POSIX paths, sorted part by part), ``bad`` (entries that
+    are not usable files: broken links, special files; ``(path, reason)``) and ``notes`` (what was left out on
+    purpose: folder links, second paths to one file; ``(path, reason)``)."""
+
+    files: list[str]
+    bad: list[tuple[str, str]]
+    notes: list[tuple[str, str]]
+
+
+def walk_folder(root: Path) -> Listing:
+    """Every non-hidden regular file under ``root`` (any depth; file links followed, folder links never, each
+    file once; see the module docstring). Deterministic: the listing order does not depend on the platform."""
+    found: list[tuple[tuple[str, ...], tuple[int, int]]] = []
+    bad: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
+    pending: list[tuple[str, ...]] = [()]
+    while pending:
+        rel = pending.pop()
+        try:
+            entries = list(os.scandir(root.joinpath(*rel)))
+        except OSError as exc:
+            bad.append(("/".join(rel), f"folder cannot be listed ({exc.strerror})"))
             continue
-        seen.add(real)
-        dirnames[:] = [d for d in dirnames if not _hidden(d)]
-        rel = Path(dirpath).relative_to(root).parts
-        out.extend((*rel, f) for f in filenames if not _hidden(f))
-    out.sort()
-    return ["/".join(parts) for parts in out]
+        for entry in entries:
+            if _hidden(entry.name):
+                continue
+            parts = (*rel, entry.name)
+            name = "/".join(parts)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(parts)
+                continue
+            try:
+                st = entry.stat()  # follows a link to what it points at
+            except OSError as exc:
+                link = entry.is_symlink()
+                bad.append((name, f"a broken link to {os.readlink(entry.path)}" if link else
+                            f"cannot be read ({exc.strerror})"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                notes.append((name, f"a link to the folder {os.readlink(entry.path)}, not followed (a folder link "
+                                    "could loop or lead outside the data folder; give that folder as --data)"))
+            elif not stat.S_ISREG(st.st_mode):
+                bad.append((name, "not a regular file"))
+            else:
+                found.append((parts, (st.st_dev, st.st_ino)))
+    found.sort()
+    files: list[str] = []
+    first: dict[tuple[int, int], str] = {}
+    for parts, identity in found:
+        name = "/".join(parts)
+        if identity in first:
+            notes.append((name, f"the same file as {first[identity]}, counted once"))
+            continue
+        first[identity] = name
+        files.append(name)
+    bad.sort()
+    notes.sort()
+    return Listing(files, bad, notes)
+
+
+def list_files(root: Path) -> list[str]:
+    """The files of :func:`walk_folder` (relative POSIX paths, sorted part by part, so ``a/b.jpg`` and ``a.jpg``
+    have a fixed, platform-independent order)."""
+    return walk_folder(root).files
 
 
 def has_class_folders(root: str | os.PathLike) -> bool:
@@ -139,9 +200,12 @@ def scan_folder(
         raise UserError(f"--data {root} does not exist; check the path")
     if not root.is_dir():
         raise UserError(f"--data {root} is a file, not an image folder; give the folder that holds the images")
-    files = list_files(root)
+    listing = walk_folder(root)
+    files = listing.files
     if not files:
-        raise UserError(f"--data {root} is empty; put the training images ({_EXTENSIONS_TEXT}) in it")
+        left_out = [*listing.notes, *listing.bad]
+        why = f" ({root / left_out[0][0]} is {left_out[0][1]})" if left_out else ""
+        raise UserError(f"--data {root} is empty; put the training images ({_EXTENSIONS_TEXT}) in it{why}")
     images = [f for f in files if is_image_name(f)]
     if not images:
         raise UserError(
@@ -151,7 +215,8 @@ def scan_folder(
 
     classes: list[str] | None = None
     if labels:
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not _hidden(d.name))
+        # folder links are not read (see the module docstring), so they are no classes either
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.is_symlink() and not _hidden(d.name))
         if not classes:
             raise UserError(
                 f"class labels (--labels subdirs, or a conditional model) need one sub-folder per class but {root} "
@@ -173,10 +238,14 @@ def scan_folder(
         skipped.append((rel, reason))
         warnings("skipped files", f"skipped {root / rel}: {reason}")
 
+    for rel, reason in listing.notes:  # left out on purpose: never an error, even with --strict
+        warnings("left-out links", f"left out {root / rel}: {reason}")
     results = dict(zip(images, _check_all([str(root / f) for f in images], workers, progress), strict=True))
+    results.update(listing.bad)  # broken links, special files: bad files like any other
     good: list[str] = []
     upscaled: list[str] = []
-    for rel in files:  # in listing order, so --strict names the first bad file
+    in_order = sorted([*files, *(rel for rel, _ in listing.bad)], key=lambda rel: rel.split("/"))
+    for rel in in_order:  # in listing order, so --strict names the first bad file
         res = results.get(rel)
         if res is None:
             skip(rel, f"not an image file (extension {Path(rel).suffix or 'none'})")

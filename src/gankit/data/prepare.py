@@ -1,4 +1,10 @@
-"""``gankit prepare``: decode a dataset once into a memory-mappable cache (:mod:`gankit.data.cache`)."""
+"""``gankit prepare``: decode a dataset once into a memory-mappable cache (:mod:`gankit.data.cache`).
+
+Memory stays bounded whatever the dataset's size: images are decoded (folders: in worker processes) and resized
+a chunk at a time and each chunk is written to the file before the next is made. The file is written through
+:func:`gankit.io.atomic_write`, so a ``prepare`` killed midway leaves only a temporary ``.OUT.xxxxxxxx.tmp`` that
+nothing reads as a cache; the next ``prepare`` of the same OUT removes such leftovers.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,10 @@ from gankit.data.decode import BadImage, fit_arrays
 from gankit.data.folder import FolderDataset, scan_folder
 from gankit.data.formats import default_workers, detect_dataset, load_arrays, worker_init
 from gankit.errors import UserError
+from gankit.io import remove_stale_temporaries
 from gankit.log import info, warn
+
+CHUNK = 4096  # MNIST / CIFAR-10 images resized and written at a time
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -61,6 +70,8 @@ def prepare_cache(
     workers = default_workers() if workers is None else workers
     meta = {"source": str(data.resolve()), "dataset": kind, "split": split if kind != "folder" else None}
     t0 = time.perf_counter()
+    for stale in remove_stale_temporaries(out.parent, out.name):
+        info(f"prepare: removed {stale}, left by an earlier prepare of {out} that did not finish")
     if kind == "folder":
         index = scan_folder(data, size=size, labels=labels, strict=strict, workers=workers, progress=progress)
         ds = FolderDataset(index, size, channels)
@@ -78,9 +89,10 @@ def prepare_cache(
     else:
         if labels:
             raise UserError(f"--labels subdirs is for image folders; {kind} files carry their own labels")
-        images, y, classes = load_arrays(kind, data, split)
-        images = fit_arrays(images, size, channels)
-        chunks = ((images[i : i + 4096], y[i : i + 4096]) for i in range(0, len(images), 4096))
+        images, y, classes = load_arrays(kind, data, split)  # the source arrays: 50-180 MB for these formats
+        # resized a chunk at a time: at a large --size the resized dataset can be far larger than memory
+        chunks = ((fit_arrays(images[i : i + CHUNK], size, channels), y[i : i + CHUNK])
+                  for i in range(0, len(images), CHUNK))
         header = write_cache(
             out, chunks, total=len(images), size=size, channels=channels, classes=classes, meta=meta, progress=progress
         )

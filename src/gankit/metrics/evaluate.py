@@ -2,7 +2,9 @@
 ``gankit evaluate`` is :mod:`gankit.apps.evaluate`, evaluation during training :mod:`gankit.training.evaluation`).
 
 One pass of the feature network over ``num`` generated images (balanced over classes for conditional
-models); the real reference features come from the cache after the first run. The reference set is the data
+models), made or read a batch at a time: only their features are kept, so memory does not grow with the
+images' size (an ``.npz`` of images is read from the archive in batches too). The real reference features come
+from the cache after the first run. The reference set is the data
 the generator was trained on (for the built-in digits: the training split). When the data has a held-out
 split (the digits' test third), real held-out images are scored the same way, as the value a perfect
 generator would get with this protocol.
@@ -13,6 +15,8 @@ Python: ``Evaluator("digits", image_size=16, channels=1).evaluate_generator(G, n
 from __future__ import annotations
 
 import dataclasses
+import math
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -76,6 +80,54 @@ def load_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     if labels is not None and (labels < 0).any():
         labels = None
     return images, labels
+
+
+@dataclasses.dataclass(frozen=True)
+class NpzImages:
+    """The ``images`` array of an ``.npz`` (``count`` images of ``shape`` (C, H, W)), read in batches."""
+
+    path: Path
+    count: int
+    shape: tuple[int, int, int]
+
+    def chunks(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """float32 ``(b, C, H, W)`` batches of the first ``count`` images, read from the archive one at a time (a
+        compressed archive is decompressed as it is read; a Fortran-ordered array, rare, is read whole)."""
+        with zipfile.ZipFile(self.path) as archive, archive.open("images.npy") as member:
+            shape, fortran, dtype = _npy_header(member, self.path)
+            if fortran:
+                rows = np.load(member)
+                for start in range(0, self.count, batch_size):
+                    yield torch.from_numpy(np.ascontiguousarray(rows[start : start + batch_size], np.float32))
+                return
+            row_bytes = math.prod(shape[1:]) * dtype.itemsize
+            for start in range(0, self.count, batch_size):
+                n = min(batch_size, self.count - start)
+                chunk = np.frombuffer(member.read(n * row_bytes), dtype=dtype).reshape(n, *shape[1:])
+                yield torch.from_numpy(chunk.astype(np.float32))
+
+
+def _npy_header(member, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(member)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise UserError(f"{path}: 'images' is an .npy of version {version}; save it with np.savez (version 1 or 2)")
+    return read(member)
+
+
+def open_npz_images(path: str | Path, limit: int | None = None) -> NpzImages:
+    """The ``images`` of an ``.npz`` as :class:`gankit sample <gankit.apps.sample>` writes it (``(N, C, H, W)`` in
+    [-1, 1]), at most ``limit`` of them; only the header is read here."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("images.npy") as member:
+            shape, _, _ = _npy_header(member, path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is not an .npz with an 'images' array (as gankit sample writes): {exc}") from None
+    if len(shape) != 4:
+        raise UserError(f"{path}: 'images' must be (N, C, H, W) in [-1, 1], got shape {tuple(shape)}")
+    count = shape[0] if limit is None else min(shape[0], limit)
+    return NpzImages(path, count, (shape[1], shape[2], shape[3]))
 
 
 def real_data(
@@ -299,7 +351,13 @@ class Evaluator:
 
     def evaluate_images(self, images: torch.Tensor, seed: int = 0, desc: str = "images") -> dict[str, float]:
         """Metrics of an image set ``(N, C, H, W)`` in [-1, 1] against the reference."""
-        f, lg = self._extract(_batches(images, self.batch_size), len(images), desc)
+        return self.evaluate_chunks(_batches(images, self.batch_size), len(images), seed, desc)
+
+    def evaluate_chunks(
+        self, chunks: Iterator[torch.Tensor], total: int, seed: int = 0, desc: str = "images"
+    ) -> dict[str, float]:
+        """Metrics of ``total`` images given in batches ``(b, C, H, W)`` in [-1, 1] (only features are kept)."""
+        f, lg = self._extract(chunks, total, desc)
         return self.score_features(f, lg, seed)
 
     def generated_features(
@@ -340,4 +398,14 @@ class Evaluator:
         return compute_metrics(real, feats, logits, self._metrics_for(logits is not None), seed=seed), len(feats)
 
 
-__all__ = ["METRICS", "Evaluator", "RealData", "compute_metrics", "load_npz", "parse_metrics", "real_data"]
+__all__ = [
+    "METRICS",
+    "Evaluator",
+    "NpzImages",
+    "RealData",
+    "compute_metrics",
+    "load_npz",
+    "open_npz_images",
+    "parse_metrics",
+    "real_data",
+]

@@ -38,8 +38,9 @@ INCEPTION_ARCHITECTURE = "inception-v3-fid"
 FEATURE_CHOICES = ("auto", "inception", "digits", "classifier")
 
 NOTE_INCEPTION = (
-    "FID Inception-v3 (2015-12-05 weights) with the TF-compatible bilinear resize to 299x299: values are "
-    "comparable with pytorch-fid / torch-fidelity numbers computed on the same reference data and sample counts"
+    "FID Inception-v3 (2015-12-05 weights) with the TF-compatible bilinear resize to 299x299: features identical "
+    "to torch-fidelity and the TF reference on the same reference data and sample counts; pytorch-fid differs "
+    "slightly (its resize and scaling move features by 0.5-1.4%)"
 )
 NOTE_INCEPTION_OTHER = (
     "Inception-v3 with weights whose sha256 does not start with {prefix}: not the standard FID weights, so "

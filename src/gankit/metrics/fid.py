@@ -1,7 +1,9 @@
-"""FID, KID and the Inception score from precomputed features, through torchmetrics.
+"""FID, KID and the Inception score from precomputed features.
 
-gankit extracts features once (real ones are cached) and hands them to torchmetrics' metrics through a
-pass-through ``feature=`` module, so the formulas are torchmetrics' own and the feature network is gankit's.
+gankit extracts features once (real ones are cached). FID and KID hand them to torchmetrics' metrics through a
+pass-through ``feature=`` module, so those formulas are torchmetrics' own and the feature network is gankit's.
+The Inception score is computed here as torch-fidelity computes it (torchmetrics' differs in its shuffling, its
+split sizes and its standard deviation, which is the sample one, 5% larger with 10 splits).
 The metric classes are imported from their submodules: without torch-fidelity, ``torchmetrics.image`` does not
 export them (and torch-fidelity / torchvision must not be installed next to a CPU-only torch).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,18 +68,21 @@ def kernel_distance(
 def inception_score(logits: torch.Tensor, *, splits: int = 10, seed: int = 0) -> tuple[float, float]:
     """IS ``(mean, std)`` over ``splits`` parts of ``logits (N, k)``: ``exp(E_x KL(p(y|x) || p(y)))``.
 
-    1 when every prediction is the same (or uniform); ``k`` for confident predictions spread evenly over ``k``
-    classes. Computed in float64 so that saturated softmaxes do not produce NaN. The std is 0 with one split.
+    torch-fidelity's computation: rows shuffled by ``np.random.RandomState(seed).permutation(N)``, part ``i`` is
+    rows ``[N i / splits, N (i + 1) / splits)``, float64 throughout, and the std is the population one (numpy's
+    ``np.std``, divisor ``splits``), so with torch-fidelity's seed (2020) the numbers are the same. 1 when every
+    prediction is the same (or uniform); ``k`` for confident predictions spread evenly over ``k`` classes. The std
+    is 0 with one split.
     """
-    from torchmetrics.image.inception import InceptionScore
-
-    splits = max(1, min(splits, len(logits)))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        metric = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=splits)
-    metric.update(logits.double())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        mean, std = metric.compute()
-    std_f = float(std) if splits > 1 and math.isfinite(float(std)) else 0.0
-    return float(mean), std_f
+    n = len(logits)
+    splits = max(1, min(splits, n))
+    order = torch.from_numpy(np.random.RandomState(seed).permutation(n))
+    x = logits.detach().cpu().double()[order]
+    p, log_p = x.softmax(dim=1), x.log_softmax(dim=1)
+    scores = []
+    for i in range(splits):
+        part = slice(i * n // splits, (i + 1) * n // splits)
+        p_part, log_q = p[part], p[part].mean(dim=0, keepdim=True).log()
+        scores.append(float((p_part * (log_p[part] - log_q)).sum(dim=1).mean().exp()))
+    mean, std = float(np.mean(scores)), float(np.std(scores))
+    return mean, (std if math.isfinite(std) else 0.0)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from gankit.errors import ParameterError
-from gankit.io import RunDir
+from gankit.io import RunDir, remove_stale_temporaries
+from gankit.training.lock import RunLock
 
 
 def seed_everything(seed: int) -> None:
@@ -53,7 +54,7 @@ def _check_run_dir(out: Path, overwrite: bool) -> bool:
         raise ParameterError("out", f"{out} is a file; give a folder for the run")
     if not out.is_dir():
         return False
-    entries = list(out.iterdir())
+    entries = [e for e in out.iterdir() if e.name != RunDir.LOCK]  # the lock file alone is no run
     # An aborted start (a bad --data, say) leaves only the two empty folders: that is no run yet.
     empty = (RunDir.CHECKPOINTS, RunDir.SAMPLES)
     if all(e.name in empty and e.is_dir() and not any(e.iterdir()) for e in entries):
@@ -94,15 +95,31 @@ def _create(out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def new_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+def new_run_dir(out: str | Path, *, overwrite: bool = False, lock: RunLock | None = None) -> Iterator[Path]:
     """:func:`prepare_run_dir` for a setup that may still fail (data checks, model config): if the ``with``
     body raises, the folder is put back as it was: a run that ``overwrite`` would replace comes back whole,
-    and a folder made here is removed. Use it around the setup only, not around training."""
+    and a folder made here is removed. Use it around the setup only, not around training.
+
+    ``lock`` (the folder's :class:`~gankit.training.lock.RunLock`) is acquired after the checks and before
+    anything is changed or removed, and the checks are repeated under it; it is released if anything fails, and
+    otherwise left held for the caller to release when training ends.
+    """
     out = Path(out)
     replaces = _check_run_dir(out, overwrite)
     existed = out.exists()
+    if lock is not None:
+        if not existed:
+            out.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire()
+            # another process may have written a run here between the check and the lock
+            replaces = _check_run_dir(out, overwrite)
+        except BaseException:
+            lock.release()  # the folder is someone else's now: leave it as it is
+            raise
     backup = None
     if replaces:  # move the old run aside; deleted only once the new run is set up
+        remove_stale_temporaries(out)  # what a killed write of the old run left (the lock keeps out live writers)
         backup = Path(tempfile.mkdtemp(prefix=".gankit-previous-run-", dir=out))
         for name in RunDir.ARTEFACTS:
             if (out / name).exists() or (out / name).is_symlink():
@@ -111,15 +128,19 @@ def new_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield out
     except BaseException:
-        if not existed:
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            for name in RunDir.ARTEFACTS:
-                _remove(out / name)
-            if backup is not None:
-                for item in backup.iterdir():
-                    item.rename(out / item.name)
-                backup.rmdir()
+        try:
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for name in RunDir.ARTEFACTS:
+                    _remove(out / name)
+                if backup is not None:
+                    for item in backup.iterdir():
+                        item.rename(out / item.name)
+                    backup.rmdir()
+        finally:
+            if lock is not None:  # only once the folder is back as it was
+                lock.release()
         raise
     if backup is not None:
         shutil.rmtree(backup)

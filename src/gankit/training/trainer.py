@@ -265,26 +265,46 @@ class Trainer:
         return {**data, "sampler": {**sampler, "index": index}}
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool | None = None) -> Trainer:
-        """Continue the run in ``run_dir`` from ``checkpoints/last.pt`` (optionally to a new total ``steps``)."""
+    def resume(
+        cls,
+        run_dir: str | Path,
+        *,
+        steps: int | None = None,
+        progress: bool | None = None,
+        changes: dict[str, Any] | None = None,
+        lock: Any = None,
+    ) -> Trainer:
+        """Continue the run in ``run_dir`` from ``checkpoints/last.pt``.
+
+        ``changes`` (``{"training.g_lr": 5e-5}``) may set the keys of :data:`gankit.training.resume.RESUMABLE`
+        (any other key is a one-line error); ``steps`` is ``training.steps``. Everything is checked before
+        ``lock`` (a :class:`~gankit.training.lock.RunLock`, taken on rank 0 and left held for the caller) is
+        acquired, and the lock before anything is written. Accepted changes go into ``config.yaml``, the config of
+        later checkpoints and ``resume_history.json`` (with the step); temporaries of killed writes are removed.
+        """
+        from gankit.io import remove_stale_temporaries
+        from gankit.training import resume as resuming
+
         run = RunDir(run_dir)
-        if not run.last_checkpoint.is_file():
-            raise UserError(f"--resume {run.root}: no checkpoints/last.pt there; is it a gankit run folder?")
-        state = load_checkpoint(run.last_checkpoint)
-        for stale in run.checkpoints.glob(".*.tmp"):  # left by a write that was killed midway
-            stale.unlink(missing_ok=True)
-        data = state["config"]
+        wanted = dict(changes or {})
         if steps is not None:
-            data = {**data, "training": {**data["training"], "steps": steps}}
-        cfg = RunConfig.from_dict(data)
-        if cfg.training.steps <= int(state["step"]):
-            raise UserError(
-                f"the run is already at step {state['step']} of {cfg.training.steps}; "
-                "pass --steps TOTAL larger than that"
-            )
-        if distributed.current().is_main:
-            atomic_write(run.config, cfg.to_yaml())
-        return cls(cfg, run.root, progress=progress, _resume=state)
+            wanted["training.steps"] = steps
+        plan = resuming.plan_resume(run, wanted)
+        main = distributed.current().is_main
+        if lock is not None and main:
+            lock.acquire()
+            if not plan.is_current(run):  # another process finished writing between the read and the lock
+                plan = resuming.plan_resume(run, wanted)
+        trainer = cls(plan.config, run.root, progress=progress, _resume=plan.state)
+        if main:
+            for folder in run.written_folders():  # left by a write that was killed midway
+                remove_stale_temporaries(folder)
+            resuming.record_changes(run, plan.step, plan.changes)
+            atomic_write(run.config, trainer.cfg.to_yaml())
+            if plan.changes:
+                log.info(f"changed on resume at step {plan.step}: {resuming.describe(plan.changes)} "
+                         f"(recorded in {run.resume_history.name})")
+        return trainer
 
     # ------------------------------------------------------------------------------------------- the step
 

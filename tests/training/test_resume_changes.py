@@ -1,0 +1,120 @@
+"""Safe changes on resume: the allow-list, the refusals with reasons, and the record in resume_history.json."""
+
+import json
+import re
+
+import pytest
+import yaml
+
+from gankit.cli import main
+from gankit.errors import UserError
+from gankit.io import load_checkpoint
+from gankit.training import Trainer, prepare_run_dir
+from gankit.training.resume import RESUMABLE, apply_changes, check_key, parse_changes
+from tests.data_writers import snapshot
+from tests.training.test_trainer import tiny_run_config
+
+
+@pytest.fixture
+def run3(tmp_path):
+    run = prepare_run_dir(tmp_path / "run")
+    Trainer(tiny_run_config(steps=3), run, progress=False).fit()
+    return run
+
+
+def test_every_resumable_key_is_a_training_key_and_is_accepted():
+    for key in RESUMABLE:
+        assert check_key(key) == key
+    sets = ["training.g_lr=5e-5", "d_lr=1e-4", "training.tensorboard=true", "training.eval_every=null"]
+    assert parse_changes(sets, {"training.steps": ("--steps", 9), "training.device": ("--device", None)}) == {
+        "training.steps": 9, "training.g_lr": 5e-5, "training.d_lr": 1e-4, "training.tensorboard": True,
+        "training.eval_every": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("model.g_conv_dim=16", "model.* keys define the network the checkpoint holds"),
+        ("data.path=/tmp", "data.* changes the data the sampler position refers to"),
+        ("training.loss=wgan-gp", "training.loss changes the objective mid-run"),
+        ("training.gp_weight=5", "changes the objective mid-run"),
+        ("training.batch_size=4", "training.batch_size changes what one step is"),
+        ("training.n_critic=2", "training.n_critic changes what one step is"),
+        ("training.seed=3", "made the initial weights and the data order"),
+        ("training.g_betas=[0.5, 0.9]", "moments were accumulated with the old betas"),
+        ("training.lr_decay=linear", "learning-rate schedule the run has followed"),
+        ("training.ema_decay=0.9", "EMA generator was averaged with the old value"),
+        ("training.amp=off", "loss-scaler state"),
+        ("training.eval_features=inception", "feature network best.pt's FID was measured with"),
+        ("training.compile=true", "training.compile is fixed when a run starts"),
+        ("training.nan_patience=9", "training.nan_patience is fixed when a run starts"),
+        ("training.stepz=9", "unknown config key training.stepz (did you mean 'steps'?)"),
+        ("data.pth=x", "unknown config key data.pth"),
+        ("preset.name=x", "'preset.name' is not a config key"),
+        ("loss=ns", "--set loss cannot change when resuming: training.loss"),
+        ("nonsense=1", "--set nonsense: give its section"),
+        ("training.g_lr", "expected key=value"),
+    ],
+)
+def test_every_other_key_is_refused_with_its_reason(given, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_changes([given])
+
+
+def test_apply_changes_fills_defaults_and_records_only_real_changes():
+    cfg = tiny_run_config(steps=3).to_dict()
+    del cfg["training"]["eval_num"]  # an older config without the key: its default is the old value
+    data, changed = apply_changes(cfg, {"training.steps": 3, "training.eval_num": 500, "training.g_lr": 1e-5})
+    assert [(c.key, c.old, c.new) for c in changed] == [("training.eval_num", 2000, 500),
+                                                          ("training.g_lr", 4e-4, 1e-5)]
+    assert data["training"]["g_lr"] == 1e-5 and data["training"]["steps"] == 3
+    with pytest.raises(UserError, match="training.loss cannot change"):
+        apply_changes(cfg, {"training.loss": "ns"})  # the library path checks the allow-list too
+
+
+def test_resume_with_changes_trains_with_them_and_records_them(run3):
+    trainer = Trainer.resume(run3, progress=False, changes={"training.steps": 5, "training.g_lr": 1e-5,
+                                                            "training.checkpoint_every": 1})
+    assert trainer.opt_g.param_groups[0]["lr"] == 1e-5 and trainer.opt_d.param_groups[0]["lr"] == 4e-4
+    trainer.fit()
+    assert (run3 / "checkpoints/step_0000004.pt").is_file()  # checkpoint_every 1 from step 3 on
+    saved = yaml.safe_load((run3 / "config.yaml").read_text())["training"]
+    assert (saved["g_lr"], saved["steps"], saved["checkpoint_every"]) == (1e-5, 5, 1)
+    assert load_checkpoint(run3 / "checkpoints/last.pt")["config"]["training"]["g_lr"] == 1e-5
+    Trainer.resume(run3, progress=False, steps=6).fit()
+    history = json.loads((run3 / "resume_history.json").read_text())
+    assert [(h["step"], h["key"], h["old"], h["new"]) for h in history] == [
+        (3, "training.steps", 3, 5), (3, "training.g_lr", 4e-4, 1e-5), (3, "training.checkpoint_every", 3, 1),
+        (5, "training.steps", 5, 6),
+    ]
+    assert all(h["time"].endswith("+00:00") for h in history)
+
+
+def test_cli_resume_accepts_set_and_flags_and_refuses_the_rest_before_writing(run3, capsys):
+    before = snapshot(run3)
+    refused = [
+        (["--set", "training.loss=ns"], "--set training.loss cannot change when resuming"),
+        (["--batch-size", "4"], "--batch-size cannot change when resuming"),
+        (["--seed", "4"], "--seed cannot change when resuming"),
+        (["--data", "/tmp"], "--data cannot change when resuming: data.*"),
+        (["--strict"], "--strict cannot change when resuming"),
+        (["--set", "training.g_lr=-1"], "training.g_lr must be a positive number"),
+        (["--set", "training.steps=2"], "already at step 3 of 2"),
+        (["--steps", "5", "--device", "tpu"], "--device 'tpu' is not a device name"),
+        (["--preset", "sagan-digits"], "drop --preset / --config"),
+        (["--out", "x"], "drop --out"),
+        (["--overwrite"], "no meaning with --resume"),
+        (["--print-config"], "--print-config shows a new run's config"),
+    ]
+    for extra, message in refused:
+        assert main(["train", "--resume", str(run3), "--no-progress", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (extra, err)
+        assert snapshot(run3) == before, extra
+    argv = ["train", "--resume", str(run3), "--steps", "4", "--device", "cpu", "--checkpoint-every", "1",
+            "--set", "training.d_lr=2e-4", "--no-progress"]
+    assert main(argv) == 0
+    assert "training.d_lr 0.0004 -> 0.0002" in capsys.readouterr().err
+    keys = [h["key"] for h in json.loads((run3 / "resume_history.json").read_text())]
+    assert keys == ["training.steps", "training.checkpoint_every", "training.d_lr"]  # --device cpu: no change
