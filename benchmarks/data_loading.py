@@ -58,7 +58,7 @@ def rate(batches, batch: int, n_batches: int) -> float:
 
 def training_rate(batch: int, iters: int) -> float:
     """Real images the ``sagan-celeba64`` iteration (1 D + 1 G step) consumes per second at ``batch``."""
-    from gankit.bench import synthetic_trainer
+    from gankit.apps.bench import synthetic_trainer
 
     trainer = synthetic_trainer("sagan-celeba64", batch_size=batch, device="cpu")
     n_critic = trainer.cfg.training.n_critic

@@ -147,10 +147,18 @@ def reference_iteration(batch: int, device: torch.device):
     return step
 
 
-def gankit_iteration(batch: int, device: torch.device):
-    from gankit.bench import synthetic_trainer
+def gankit_iteration(batch: int, device: torch.device, amp: str = "off"):
+    from gankit.apps.bench import synthetic_trainer
 
-    return synthetic_trainer("sagan-celeba64", batch_size=batch, device=str(device)).train_step
+    trainer = synthetic_trainer("sagan-celeba64", batch_size=batch, device=str(device), sets=[f"training.amp={amp}"])
+    return trainer.train_step
+
+
+IMPLS = {  # name -> the iteration it times
+    "reference": reference_iteration,
+    "gankit": gankit_iteration,
+    "gankit-bf16": lambda batch, device: gankit_iteration(batch, device, "bf16"),
+}
 
 
 # ------------------------------------------------------------------------------------- measurement
@@ -164,7 +172,7 @@ def _sync(device: torch.device) -> None:
 def measure(impl: str, batch: int, iters: int, device_name: str) -> dict:
     device = torch.device(device_name)
     torch.manual_seed(0)
-    step = (gankit_iteration if impl == "gankit" else reference_iteration)(batch, device)
+    step = IMPLS[impl](batch, device)
     step()  # warm-up (allocator, kernels)
     _sync(device)
     if device.type == "cuda":
@@ -197,6 +205,8 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--iters", type=int, default=3, help="timed iterations after one warm-up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS),
+                        help="what to time (gankit-bf16: training.amp=bf16, where the device has bf16)")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -206,10 +216,10 @@ def main() -> int:
         f"SAGAN-64 training iteration (1 D + 1 G step), device {args.device}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {args.iters} timed iterations each"
     )
-    print(f"{'batch':>5} {'impl':>9} {'img/s':>8} {'ms/iter':>9} {'peak MB':>9}")
+    print(f"{'batch':>5} {'impl':>11} {'img/s':>8} {'ms/iter':>9} {'peak MB':>9}")
     for batch in args.batch_sizes:
         results = {}
-        for impl in ("reference", "gankit"):
+        for impl in ["reference", *[i for i in args.impls if i != "reference"]]:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -228,12 +238,13 @@ def main() -> int:
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             results[impl] = r
-            print(f"{batch:>5} {impl:>9} {r['img_per_s']:>8.1f} {r['ms_per_iter']:>9.0f} {r['peak_mb']:>9.0f}")
-        ref, ours = results["reference"], results["gankit"]
-        print(
-            f"{batch:>5} {'ratio':>9} {ours['img_per_s'] / ref['img_per_s']:>7.2f}x {'':>9} "
-            f"{ours['peak_mb'] / ref['peak_mb']:>8.2f}x  (gankit / reference; speed higher is better, memory lower)"
-        )
+            print(f"{batch:>5} {impl:>11} {r['img_per_s']:>8.1f} {r['ms_per_iter']:>9.0f} {r['peak_mb']:>9.0f}")
+        ref = results["reference"]
+        for impl, ours in results.items():
+            if impl != "reference":
+                print(f"{batch:>5} {'ratio':>11} {ours['img_per_s'] / ref['img_per_s']:>7.2f}x {'':>9} "
+                      f"{ours['peak_mb'] / ref['peak_mb']:>8.2f}x  ({impl} / reference; speed higher is better, "
+                      "memory lower)")
     return 0
 
 

@@ -118,3 +118,20 @@ def test_cli_resume_accepts_set_and_flags_and_refuses_the_rest_before_writing(ru
     assert "training.d_lr 0.0004 -> 0.0002" in capsys.readouterr().err
     keys = [h["key"] for h in json.loads((run3 / "resume_history.json").read_text())]
     assert keys == ["training.steps", "training.checkpoint_every", "training.d_lr"]  # --device cpu: no change
+
+
+def test_resuming_on_another_number_of_processes_is_recorded_and_rescales_the_data_position(run3):
+    """A checkpoint written by 2 processes (each had read its shard up to ``index``) resumed by 1: the position
+    counts the one process's images (twice the index) and the change of processes is in the history."""
+    from gankit.io import RunDir, save_checkpoint
+
+    path = RunDir(run3).last_checkpoint
+    state = load_checkpoint(path)
+    state["world_size"] = 2
+    index = state["data"]["sampler"]["index"]
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "format_version", "gankit_version")}, path)
+    trainer = Trainer.resume(run3, steps=4, progress=False)
+    assert trainer.batches.state_dict()["sampler"]["index"] == index * 2
+    history = json.loads((run3 / "resume_history.json").read_text())
+    assert [(h["key"], h["old"], h["new"], h["step"]) for h in history] == [
+        ("training.steps", 3, 4, 3), ("processes", 2, 1, 3)]

@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from gankit.errors import UserError
 from gankit.hub import Pushed, push_to_hub
 from gankit.io import RunDir
 
 
-def push(
-    run: str | os.PathLike,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    revision: str | None = None,
-    token: str | None = None,
-    commit_message: str | None = None,
-    include_discriminator: bool = False,
-    best: bool = False,
-    license: str | None = None,  # noqa: A002 - the model card's key
-) -> Pushed:
-    """Push the run folder (or ``.pt`` checkpoint) ``run`` to ``repo_id``; see :func:`gankit.hub.push_to_hub`.
+def push(run: str | os.PathLike, repo_id: str, **options: Any) -> Pushed:
+    """Push the run folder (or ``.pt`` checkpoint) ``run`` to ``repo_id``; ``options`` are those of
+    :func:`gankit.hub.push_to_hub` (``private``, ``revision``, ``token``, ``commit_message``,
+    ``include_discriminator``, ``best``, ``license``).
     ``run`` is checked first, so a mistyped path is reported before anything about tokens or the network."""
     path = Path(run)
     if not path.exists():
@@ -35,8 +27,7 @@ def push(
         raise UserError(f"{path} is not a gankit run folder (no config.yaml or checkpoints/)")
     if path.is_file() and path.suffix != ".pt":
         raise UserError(f"{path} is not a run folder or a .pt checkpoint")
-    return push_to_hub(path, repo_id, private=private, revision=revision, token=token, commit_message=commit_message,
-                       include_discriminator=include_discriminator, best=best, license=license)
+    return push_to_hub(path, repo_id, **options)
 
 
 __all__ = ["push"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gankit.config import resolve_config
+from gankit.data import open_training_data
 from gankit.device import select_device
 from gankit.errors import UserError
 from gankit.io import RunDir
@@ -64,6 +65,8 @@ def start(
     released when ``held`` closes (without ``held``: when the lock object is garbage-collected).
     """
     cfg = resolve_config(preset, config_file, overrides, sets)
+    # the data is opened (and checked) before the run folder is made: a bad --data leaves the disk as it was
+    source = open_training_data(cfg.data, cfg.model, progress=progress if distributed.current().is_main else False)
     folder = Path(out) if out else default_out(cfg.preset)
     setup: contextlib.AbstractContextManager = contextlib.nullcontext()
     if distributed.current().is_main:
@@ -73,7 +76,7 @@ def start(
             held.callback(lock.release)
     with setup:
         distributed.barrier()
-        return Trainer(cfg, folder, progress=progress)
+        return Trainer(cfg, folder, progress=progress, source=source)
 
 
 def resume_run(

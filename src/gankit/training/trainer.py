@@ -24,7 +24,7 @@ import torch
 from gankit import log
 from gankit.augment import LeCam, build_augment
 from gankit.config import RunConfig
-from gankit.data import DataBatches, open_training_data
+from gankit.data import DataBatches, DataSource, open_training_data
 from gankit.device import autocast_dtype, select_device
 from gankit.errors import UserError
 from gankit.images import save_grid
@@ -67,10 +67,12 @@ class Trainer:
         *,
         progress: bool | None = None,
         batches: DataBatches | None = None,
+        source: DataSource | None = None,
         _resume: dict | None = None,
     ) -> None:
         """``batches`` replaces the configured dataset (benchmarks, tests); by default it is opened from
-        ``cfg.data``."""
+        ``cfg.data``. ``source``: ``cfg.data`` opened already (by a caller that checks the data before it makes
+        the run folder)."""
         self.cfg = cfg
         self.run = RunDir(run_dir)
         t = cfg.training
@@ -82,7 +84,7 @@ class Trainer:
         self.progress = progress if self.dist.is_main else False
         seed_everything(t.seed)  # same seed on every rank: identical initial weights (rank 0's are broadcast too)
 
-        self.batches = batches if batches is not None else self._open_data()
+        self.batches = batches if batches is not None else self._open_data(source)
         self.G = build_generator(cfg.model).to(self.device).train()
         self.D = build_discriminator(cfg.model).to(self.device).train()
         self._speedups()
@@ -154,11 +156,12 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                               enabled=self.amp_dtype is not None)
 
-    def _open_data(self) -> DataBatches:
+    def _open_data(self, source: DataSource | None = None) -> DataBatches:
         """Open ``cfg.data`` for the model, sharded for this rank. The detected dataset kind and the absolute path
         replace ``auto`` / a relative path in ``self.cfg`` (``config.yaml`` and ``--resume`` see them); class
         names go to ``classes.json`` when labels are used."""
-        source = open_training_data(self.cfg.data, self.cfg.model, progress=self.progress)
+        if source is None:
+            source = open_training_data(self.cfg.data, self.cfg.model, progress=self.progress)
         d = self.cfg.data
         if source.path is not None:
             data = dataclasses.replace(d, dataset=source.kind, path=str(Path(source.path).resolve()))
@@ -299,10 +302,14 @@ class Trainer:
         if main:
             for folder in run.written_folders():  # left by a write that was killed midway
                 remove_stale_temporaries(folder)
-            resuming.record_changes(run, plan.step, plan.changes)
+            changes = list(plan.changes)
+            processes = int(plan.state.get("world_size", 1))
+            if processes != trainer.dist.world_size:  # the data position was rescaled to the new shards
+                changes.append(resuming.Change("processes", processes, trainer.dist.world_size))
+            resuming.record_changes(run, plan.step, changes)
             atomic_write(run.config, trainer.cfg.to_yaml())
-            if plan.changes:
-                log.info(f"changed on resume at step {plan.step}: {resuming.describe(plan.changes)} "
+            if changes:
+                log.info(f"changed on resume at step {plan.step}: {resuming.describe(changes)} "
                          f"(recorded in {run.resume_history.name})")
         return trainer
 

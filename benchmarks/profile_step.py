@@ -1,0 +1,49 @@
+"""Where one SAGAN-64 training iteration spends its time: ``torch.profiler`` over gankit's ``train_step``
+(``sagan-celeba64`` shapes, random data), the top ops by self time.
+
+    python benchmarks/profile_step.py                       # batch 64, fp32 and bf16
+    python benchmarks/profile_step.py --batch-size 16 --amp off --top 15
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from gankit.apps.bench import synthetic_trainer
+
+
+def top_ops(batch_size: int, amp: str, top: int, iters: int) -> tuple[str, float]:
+    trainer = synthetic_trainer("sagan-celeba64", batch_size=batch_size, device="cpu", sets=[f"training.amp={amp}"])
+    trainer.train_step()  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iters):
+            trainer.train_step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    lines = ["| op | self ms / iter | share | calls / iter |", "|---|---|---|---|"]
+    for e in rows:
+        lines.append(f"| `{e.key}` | {e.self_cpu_time_total / 1000 / iters:.0f} | "
+                     f"{100 * e.self_cpu_time_total / total:.1f}% | {e.count // iters} |")
+    return "\n".join(lines), total / 1000 / iters
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--amp", nargs="+", default=["off", "bf16"])
+    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--iters", type=int, default=2)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
+    for amp in args.amp:
+        table, total_ms = top_ops(args.batch_size, amp, args.top, args.iters)
+        print(f"\n### amp={amp}: {total_ms:.0f} ms of op self time per iteration\n\n{table}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
