@@ -31,7 +31,7 @@ demo: install
 	@echo "Checkpoint:      $(DEMO_OUT)/checkpoints/last.pt, generator in $(DEMO_OUT)/generator.safetensors"
 
 test: install-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 8
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

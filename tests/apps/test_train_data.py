@@ -148,3 +148,18 @@ def test_resuming_a_folder_run_continues_its_data_order(tmp_path):
     assert a["data"] == b["data"] and a["data"]["sampler"]["epoch"] == 4  # 24 images of 5: epoch 4, index 4
     for k in a["G"]:
         assert torch.equal(a["G"][k], b["G"][k]), k  # the same real batches in the same order
+
+
+def test_sagan_folder64_small_trains_a_small_folder_with_ada(tmp_path):
+    """The small-folder preset: 64x64 from a folder, ADA on D's inputs (its p and r_t logged and checkpointed)."""
+    data = tmp_path / "few"
+    for k in range(6):
+        save_image(data / f"{k}.png", noise(70, 64, seed=k))
+    run = tmp_path / "run"
+    assert train("--preset", "sagan-folder64-small", "--data", str(data), "--steps", "2", "--batch-size", "4",
+                 "--out", str(run), *TINY_WIDTHS) == 0  # fmt: skip
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    model, training = state["config"]["model"], state["config"]["training"]
+    assert (model["image_size"], model["channels"], training["augment"]) == (64, 3, "ada")
+    assert state["augment"]["kind"] == "ada" and 0.0 <= state["augment"]["p"] <= 1.0
+    assert "ada_p" in (run / "metrics.csv").read_text().splitlines()[0].split(",")
