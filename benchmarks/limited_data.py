@@ -9,6 +9,7 @@ it stopped; the table is printed (markdown) at the end.
 
     python benchmarks/limited_data.py                              # 3 sizes x 4 settings, seed 0
     python benchmarks/limited_data.py --seeds 0 1 --sizes 200      # more seeds where time allows
+    python benchmarks/limited_data.py --sizes 200 --steps 7500 --settings none ada --no-lecam   # a longer budget
 
 One run of the default 2500 steps takes 3-5 minutes on 2 CPU cores.
 """
@@ -98,8 +99,12 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["all", "200", "100"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                        help="a subset of the settings (the best of them is also run with LeCam unless --no-lecam)")
+    parser.add_argument("--no-lecam", action="store_true", help="skip the best-with-LeCam run")
     parser.add_argument("--results", default="benchmarks/results/limited_data.jsonl")
     args = parser.parse_args()
+    settings = {name: SETTINGS[name] for name in args.settings}
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     evaluator = Evaluator("digits", image_size=16, channels=1, features="digits")
@@ -107,11 +112,13 @@ def main() -> None:
                             ("fid",))["fid"]
     for size in args.sizes:
         for seed in args.seeds:
-            for name, setting in SETTINGS.items():
+            for name, setting in settings.items():
                 run(results, size, name, setting, seed, args.steps, evaluator)
+        if args.no_lecam:
+            continue
         done = [r for r in load(results)
-                if r["size"] == size and r["setting"] in SETTINGS and r["steps"] == args.steps]
-        best = min(SETTINGS, key=lambda s: mean([r for r in done if r["setting"] == s], "fid_heldout"))
+                if r["size"] == size and r["setting"] in settings and r["steps"] == args.steps]
+        best = min(settings, key=lambda s: mean([r for r in done if r["setting"] == s], "fid_heldout"))
         for seed in args.seeds:
             run(results, size, f"{best}+lecam", [*SETTINGS[best], *LECAM], seed, args.steps, evaluator)
     rows = [r for r in load(results) if r["steps"] == args.steps]
