@@ -13,15 +13,20 @@ from gankit.io import atomic_write
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, C, H, W)`` in [-1, 1] -> ``(B, H, W, C)`` uint8 (values outside [-1, 1] are clamped for display)."""
-    x = images.detach().float().cpu().clamp(-1, 1)
+    """``(B, C, H, W)`` in [-1, 1] -> ``(B, H, W, C)`` uint8 (values outside [-1, 1] are clamped for display, as
+    PGAN's output is unbounded; NaN shows as 0)."""
+    x = images.detach().float().cpu().nan_to_num(0.0).clamp(-1, 1)
     x = ((x + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).numpy()
 
 
 def make_grid(images: torch.Tensor, ncol: int, padding: int = 2, pad_value: int = 255) -> np.ndarray:
     """Tile ``(B, C, H, W)`` images row-major into a ``(rows*H', ncol*W', C)`` uint8 array."""
-    arr = to_uint8(images)
+    return tile_uint8(to_uint8(images), ncol, padding, pad_value)
+
+
+def tile_uint8(arr: np.ndarray, ncol: int, padding: int = 2, pad_value: int = 255) -> np.ndarray:
+    """Tile ``(B, H, W, C)`` uint8 images row-major, ``padding`` pixels between and around them."""
     b, h, w, c = arr.shape
     ncol = max(1, min(ncol, b))
     nrow = (b + ncol - 1) // ncol
@@ -41,13 +46,17 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _to_pil(arr: np.ndarray) -> Image.Image:
+def to_pil(arr: np.ndarray) -> Image.Image:
+    """A uint8 ``(H, W, C)`` array as a PIL image (one channel: grayscale)."""
     return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
 
 
-def png_bytes(image: Image.Image | np.ndarray) -> bytes:
-    """A PIL image or a uint8 ``(H, W, C)`` array encoded as PNG."""
-    img = _to_pil(image) if isinstance(image, np.ndarray) else image
+def png_bytes(image: Image.Image | np.ndarray, scale: int = 1) -> bytes:
+    """A PIL image or a uint8 ``(H, W, C)`` array encoded as PNG, optionally enlarged ``scale`` times (nearest
+    neighbour)."""
+    img = to_pil(image) if isinstance(image, np.ndarray) else image
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     img.save(buffer, format="png")
     return buffer.getvalue()
@@ -66,7 +75,7 @@ def grid_image(
     and ``title`` are drawn in a white margin."""
     scale = max(1, -(-min_cell // images.shape[-1]))
     grid = make_grid(images, ncol, padding=1)
-    img = _to_pil(grid).convert("RGB")
+    img = to_pil(grid).convert("RGB")
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     font = _font(14)

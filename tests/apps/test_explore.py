@@ -6,6 +6,7 @@ reached the catch-all would fail the test that sent it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -35,7 +36,8 @@ from gankit.apps.explore import EXTRA_MESSAGE, Limits, create_app, serve  # noqa
 from gankit.apps.explore.core import PADDING, to_uint8  # noqa: E402
 from gankit.apps.explore.server import LOOPBACK_HOST_HEADERS, bind, is_loopback  # noqa: E402
 from gankit.errors import UserError  # noqa: E402
-from gankit.models import DCGANConfig, DCGANGenerator, SAGANConfig, SAGANGenerator  # noqa: E402
+from gankit.models import DCGANConfig, DCGANGenerator, SAGANGenerator  # noqa: E402
+from tests.conftest import tiny_sagan_config  # noqa: E402
 
 OLD_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "old_runs"
 S = 16
@@ -43,16 +45,7 @@ S = 16
 
 def tiny_sagan(num_classes: int = 10, seed: int = 0) -> SAGANGenerator:
     torch.manual_seed(seed)
-    cfg = SAGANConfig(
-        image_size=S,
-        channels=1,
-        z_dim=16,
-        g_conv_dim=8,
-        d_conv_dim=8,
-        g_attention_resolutions=(8,),
-        d_attention_resolutions=(8,),
-        num_classes=num_classes,
-    )
+    cfg = dataclasses.replace(tiny_sagan_config(), image_size=S, num_classes=num_classes)
     g = SAGANGenerator(cfg).eval().requires_grad_(False)
     for name, p in g.named_parameters():  # untrained weights, but a class and attention that matter
         if ".norm." in name:  # class-conditional batch norm starts the same for every class

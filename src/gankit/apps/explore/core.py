@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-# gankit imports: the only ones in this module (the refactor moves attention_figure to gankit.apps.attention)
 from gankit.apps.attention import attention_layers, attention_maps
 from gankit.apps.interpolate import interpolate
 from gankit.errors import ParameterError
+from gankit.images import png_bytes, tile_uint8, to_pil, to_uint8
 
 MODES = ("lerp", "slerp")
 PADDING = 2  # pixels between the cells of a grid or strip, and around them
@@ -123,42 +123,9 @@ class Query:
 # ---------------------------------------------------------------------------------------------------- images
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, C, H, W)`` generator outputs -> ``(B, H, W, C)`` uint8; clamped to [-1, 1] first (PGAN is unbounded)."""
-    x = images.detach().float().cpu().nan_to_num(0.0).clamp(-1, 1)
-    return ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def tile(images: np.ndarray, cols: int) -> np.ndarray:
-    """Row-major tiling of ``(B, H, W, C)`` uint8 images with :data:`PADDING` pixels between and around them."""
-    b, h, w, c = images.shape
-    cols = max(1, min(cols, b))
-    rows = -(-b // cols)
-    out = np.full((rows * (h + PADDING) + PADDING, cols * (w + PADDING) + PADDING, c), PAD_VALUE, np.uint8)
-    for i in range(b):
-        r, col = divmod(i, cols)
-        y0, x0 = PADDING + r * (h + PADDING), PADDING + col * (w + PADDING)
-        out[y0 : y0 + h, x0 : x0 + w] = images[i]
-    return out
-
-
 def grid_columns(n: int) -> int:
     """Columns of an ``n``-sample grid: the page uses the same rule to map a click to a sample."""
     return math.ceil(math.sqrt(n))
-
-
-def _pil(array: np.ndarray) -> Image.Image:
-    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-
-
-def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
-    """``(H, W, C)`` uint8 -> PNG bytes, optionally enlarged ``scale`` times with nearest neighbour."""
-    image = _pil(array)
-    if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 # A small perceptually ordered dark-to-bright ramp (black, purple, red, orange, pale yellow) for heatmaps.
@@ -194,7 +161,7 @@ def overlay_png(
     map leaves the image visible instead of looking like strong attention everywhere. The query ``point`` (x, y)
     is marked."""
     s = image.shape[0]
-    base = np.asarray(_pil(image).convert("RGB").resize((side, side), Image.NEAREST), dtype=np.float64)
+    base = np.asarray(to_pil(image).convert("RGB").resize((side, side), Image.NEAREST), dtype=np.float64)
     uniform = 1.0 / heatmap.numel()
     heat = F.interpolate(heatmap[None, None].double(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
     top = float(heatmap.max())
@@ -346,7 +313,7 @@ class Explorer:
 
     def grid_png(self, s: Sample) -> bytes:
         z, y = self.latents(s)
-        return png_bytes(tile(self.generate(z, y), grid_columns(s.n)))
+        return png_bytes(tile_uint8(self.generate(z, y), grid_columns(s.n), PADDING, PAD_VALUE))
 
     def image_png(self, s: Sample, index: int, scale: int = 1) -> bytes:
         z, y = self.latents(s)
@@ -356,7 +323,7 @@ class Explorer:
     def walk_strip_png(self, a: int, b: int, steps: int, mode: str, class_id: int | None, trunc: float | None) -> bytes:
         positions = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
         z, y = self.walk_latents(a, b, positions, mode, class_id, trunc)
-        return png_bytes(tile(self.generate(z, y), steps))
+        return png_bytes(tile_uint8(self.generate(z, y), steps, PADDING, PAD_VALUE))
 
     def walk_frame_png(
         self, a: int, b: int, t: float, mode: str, class_id: int | None, trunc: float | None, scale: int = 1
@@ -428,6 +395,6 @@ __all__ = [
     "grid_columns",
     "overlay_png",
     "png_bytes",
-    "tile",
+    "tile_uint8",
     "to_uint8",
 ]
