@@ -1,7 +1,9 @@
-"""bf16 mixed precision on the CPU: autocast engaged only when asked, what stays float32, the fused attention kernel
+"""bf16 mixed precision on the CPU: autocast engaged only when asked, what stays float32, the blocked attention kernel
 under bf16, no NaN in the digits presets, and resume equal to an uninterrupted bf16 run."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from gankit.config import RunConfig, resolve_config
 from gankit.data import TensorBatches
 from gankit.errors import UserError
 from gankit.nn import SelfAttention2d, has_spectral_norm
+from gankit.nn import attention as attention_module
 from gankit.training import Trainer, prepare_run_dir
 
 TINY = {"model": {"z_dim": 16, "g_conv_dim": 8, "d_conv_dim": 8},
@@ -95,18 +98,30 @@ def test_losses_penalty_and_spectral_norm_stay_float32(tmp_path):
     assert u.dtype == torch.float32
 
 
-def test_fused_attention_stays_fused_under_bf16():
+def test_bf16_attention_takes_the_blocked_kernel_with_bounded_blocks(monkeypatch):
+    """Under bf16 on the CPU the attention runs block by block (faster than the CPU flash kernel in bf16): never
+    the N x N math fallback, no energy block above the budget, and the same output as the float32 module."""
+    monkeypatch.setattr(attention_module, "BLOCK_ENERGIES", 4096)  # 16 query rows of the 256 keys at a time
     torch.manual_seed(0)
     block = SelfAttention2d(64)
     with torch.no_grad():
         block.gamma.fill_(0.5)
     x = torch.randn(2, 64, 16, 16, requires_grad=True)
-    with torch.profiler.profile() as prof, torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.profiler.profile(record_shapes=True) as prof, torch.autocast("cpu", dtype=torch.bfloat16):
         out = block(x)
         out.float().square().sum().backward()
-    names = {e.key for e in prof.key_averages()}
-    assert "aten::bmm" not in names and "aten::_softmax" not in names
-    assert any("scaled_dot_product" in n and "math" not in n for n in names)
+    events = prof.key_averages(group_by_input_shape=True)
+    names = {e.key for e in events}
+    assert not any("scaled_dot_product" in n for n in names)
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    # every softmax (forward and backward) sees one block of energies: 16 query rows x 256 keys
+    softmaxes = [e for e in events if e.key in ("aten::_softmax", "aten::_softmax_backward_data")]
+    # 32 blocks (2 samples x 16 row blocks): the forward, the backward's recomputation, the softmax backward
+    assert sum(e.count for e in softmaxes) == 3 * 32
+    assert {math.prod(e.input_shapes[0]) for e in softmaxes} == {4096}
+    with torch.no_grad():
+        expected = block(x)
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.02)
 
 
 @pytest.mark.parametrize("preset", ["sagan-digits", "pgan-digits", "dcgan-digits"])
