@@ -1,6 +1,6 @@
 """Layers: self-attention, spectral-norm helpers, conditional norms, Progressive GAN layers."""
 
-from gankit.nn.attention import SelfAttention2d
+from gankit.nn.attention import SelfAttention2d, blocked_attention
 from gankit.nn.equalized import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm
 from gankit.nn.norms import ConditionalBatchNorm2d
 from gankit.nn.spectral import (
@@ -18,6 +18,7 @@ __all__ = [
     "MinibatchStdDev",
     "PixelNorm",
     "SelfAttention2d",
+    "blocked_attention",
     "fold_spectral_norm",
     "has_spectral_norm",
     "maybe_spectral_norm",
