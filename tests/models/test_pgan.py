@@ -140,3 +140,62 @@ def test_config_validation_is_specific():
         ProgressiveGenerator(tiny_cfg(batch_per_scale=(4, 4)))
     with pytest.raises(UserError, match="unknown model key 'depth' .*did you mean 'depths'"):
         model_config_from_dict({"family": "pgan", "depth": [1]})
+
+
+# ------------------------------------------------------------------------------------------ conditioning
+
+
+def _first_layer_input(G: ProgressiveGenerator, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    seen = []
+    hook = G.input_layer.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0]))
+    try:
+        G(z, y)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+def _rms_normalised(x: torch.Tensor) -> torch.Tensor:
+    return x / torch.sqrt((x**2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+@torch.no_grad()
+def test_the_zoo_form_normalises_the_one_hot_together_with_the_latent():
+    torch.manual_seed(0)
+    G = ProgressiveGenerator(tiny_cfg(num_classes=3))
+    z, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 1])
+    expected = _rms_normalised(torch.cat([z, F.one_hot(y, 3).float()], dim=1))
+    torch.testing.assert_close(_first_layer_input(G, z, y), expected)
+    assert G.class_embed is None and G.input_layer.weight.shape[1] == 8 + 3
+
+
+@torch.no_grad()
+def test_class_embedding_normalises_the_class_on_its_own():
+    torch.manual_seed(0)
+    G = ProgressiveGenerator(tiny_cfg(num_classes=3, class_embedding=True))
+    z, y = torch.randn(4, 8) * 3, torch.tensor([0, 1, 2, 1])
+    embed = G.class_embed
+    e = F.linear(F.one_hot(y, 3).float(), embed.weight * embed.scale, embed.bias)  # plain equalized dense layer
+    got = _first_layer_input(G, z, y)
+    assert got.shape == (4, 16) and G.input_layer.weight.shape[1] == 16
+    torch.testing.assert_close(got, torch.cat([_rms_normalised(z), _rms_normalised(e)], dim=1))
+    # the class half carries as much of the input as the latent half: unit RMS each
+    torch.testing.assert_close(got[:, 8:].square().mean(1), torch.ones(4), atol=1e-5, rtol=0)
+    # the raw zoo-style input (z, one-hot) still drives it
+    torch.testing.assert_close(G.synthesize(torch.cat([z, F.one_hot(y, 3).float()], 1)), G(z, y))
+    # an unconditional model ignores the flag
+    assert ProgressiveGenerator(tiny_cfg(class_embedding=True)).class_embed is None
+    with pytest.raises(UserError, match="class_embedding must be true or false"):
+        tiny_cfg(num_classes=3, class_embedding="yes").validate()
+
+
+def test_class_embedding_round_trips_through_an_export(tmp_path):
+    import gankit
+
+    torch.manual_seed(0)
+    G = ProgressiveGenerator(tiny_cfg(num_classes=3, class_embedding=True), scale=2).eval()
+    loaded = gankit.load_generator(G.save_export(tmp_path / "g.safetensors"))
+    assert loaded.config == G.config and "class_embed.weight" in loaded.state_dict()
+    z, y = torch.randn(3, 8), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z, y), G(z, y), rtol=0, atol=0)

@@ -4,7 +4,10 @@ Scale ``k`` has resolution ``4 * 2**k`` and width ``depths[k]``. The layer layou
 facebookresearch/pytorch_GAN_zoo (so its pretrained files load one to one, see :mod:`gankit.compat`):
 
 - Generator: latent ``z (B, z_dim)`` (with a one-hot class appended when conditional), pixel-normalised when
-  ``normalize_latent``; ``input_layer`` equalized dense ``-> 16 * depths[0]``, LeakyReLU, reshape to
+  ``normalize_latent``; with ``class_embedding`` the class is instead an equalized dense embedding of the one-hot
+  to ``z_dim`` features, pixel-normalised on its own and concatenated to the (normalised) latent, as
+  StyleGAN2-ADA conditions its mapping network; ``input_layer`` equalized dense ``-> 16 * depths[0]``, LeakyReLU,
+reshape to
   ``(B, depths[0], 4, 4)``, pixel norm; ``initial_conv`` 3x3, LeakyReLU, pixel norm. Each added scale
   (``blocks[k - 1]``): nearest-neighbour x2, two 3x3 convs each followed by LeakyReLU and pixel norm.
   ``to_rgb[k]``: a 1x1 conv per scale, no activation (optionally tanh): outputs are **not** bounded to [-1, 1].
@@ -68,6 +71,10 @@ class PGANConfig(ModelConfig):
     channels: int = 3
     z_dim: int = 512
     num_classes: int = 0  # > 0: a one-hot class appended to the latent, projection term in D
+    # Conditional models only. False (the zoo's form): the one-hot is pixel-normalised together with z, so the class
+    # is 1 of z_dim + 1 unit-size inputs and weighs like one latent coordinate. True: an embedding of the class
+    # normalised on its own carries as much of the input as the whole latent.
+    class_embedding: bool = False
     depths: tuple[int, ...] = ZOO_DEPTHS  # width of each scale, 4x4 first
     leaky_slope: float = 0.2
     normalize_latent: bool = True  # pixel-normalise the generator input
@@ -109,6 +116,8 @@ class PGANConfig(ModelConfig):
                 f"model.fade_steps ({self.fade_steps}) is longer than a scale's step budget "
                 f"(model.steps_per_scale {list(self.steps_per_scale)}); shorten the fade or raise the budget"
             )
+        if not isinstance(self.class_embedding, bool):
+            raise UserError(f"model.class_embedding must be true or false, got {self.class_embedding!r}")
         if not isinstance(self.leaky_slope, (int, float)) or self.leaky_slope < 0:
             raise UserError(f"model.leaky_slope must be >= 0, got {self.leaky_slope!r}")
         if not isinstance(self.to_rgb_gain, (int, float)) or self.to_rgb_gain <= 0:
@@ -218,7 +227,10 @@ class ProgressiveGenerator(_Growing, Generator):
     def __init__(self, cfg: PGANConfig, *, scale: int = 0) -> None:
         super().__init__(cfg)
         d0 = cfg.depths[0]
-        self.input_layer = EqualizedLinear(cfg.z_dim + cfg.num_classes, 16 * d0, scale_bias=cfg.scale_bias)
+        embedded = cfg.class_embedding and cfg.num_classes > 0
+        self.class_embed = EqualizedLinear(cfg.num_classes, cfg.z_dim, scale_bias=cfg.scale_bias) if embedded else None
+        features_in = cfg.z_dim + (cfg.z_dim if embedded else cfg.num_classes)
+        self.input_layer = EqualizedLinear(features_in, 16 * d0, scale_bias=cfg.scale_bias)
         self.initial_conv = EqualizedConv2d(d0, d0, 3, padding=1, scale_bias=cfg.scale_bias)
         self.blocks = nn.ModuleList()
         self.to_rgb = nn.ModuleList([self._make_to_rgb(0)])
@@ -258,7 +270,11 @@ class ProgressiveGenerator(_Growing, Generator):
         if v.dim() != 2 or v.shape[1] != self.input_dim:
             raise ValueError(f"the generator input must have shape (B, {self.input_dim}), got {tuple(v.shape)}")
         slope = self.config.leaky_slope
-        if self.config.normalize_latent:
+        if self.class_embed is not None:
+            z, one_hot = v.split([self.z_dim, self.num_classes], dim=1)
+            z = self.norm(z) if self.config.normalize_latent else z
+            v = torch.cat([z, self.norm(self.class_embed(one_hot))], dim=1)
+        elif self.config.normalize_latent:
             v = self.norm(v)
         x = F.leaky_relu(self.input_layer(v), slope).reshape(v.shape[0], self.config.depths[0], 4, 4)
         x = self.norm(x)
