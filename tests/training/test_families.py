@@ -1,6 +1,7 @@
 """Every family trains with every loss, SN on or off per network; one registry finds families and presets."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -158,6 +159,31 @@ def test_dcgan_layout_matches_radford():
     assert not any(has_spectral_norm(m) for m in [*G.modules(), *D.modules()])
     with pytest.raises(UserError, match="power of two"):
         DCGANConfig.from_dict({"image_size": 28})
+
+
+def test_dcgan_extra_layers_are_3x3_layers_at_half_resolution():
+    base = DCGANConfig(image_size=32, channels=1, z_dim=8, g_conv_dim=4, d_conv_dim=4)
+    cfg = dataclasses.replace(base, extra_layers=2)
+    G, D = DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+    plain_g, plain_d = DCGANGenerator(base), DCGANDiscriminator(base)
+    assert len(G.blocks) == len(plain_g.blocks) + 2 and len(D.blocks) == len(plain_d.blocks) + 2
+    sizes_g, h = [], torch.randn(3, 8, 1, 1)
+    for block in G.blocks:
+        h = block(h, None)
+        sizes_g.append(h.shape[1:])
+    sizes_d, h = [], torch.randn(3, 1, 32, 32)
+    for block in D.blocks:
+        h = block(h)
+        sizes_d.append(h.shape[1:])
+    # G: 4 -> 8 -> 16 (= S/2), then two 16x16 layers; D: 32 -> 16 first, two 16x16 layers right after it
+    assert sizes_g == [(16, 4, 4), (8, 8, 8), (4, 16, 16), (4, 16, 16), (4, 16, 16)]
+    assert sizes_d == [(4, 16, 16), (4, 16, 16), (4, 16, 16), (8, 8, 8), (16, 4, 4)]
+    assert all(b.conv.kernel_size == (3, 3) for b in [*G.blocks[3:], *D.blocks[1:3]])
+    assert D.blocks[1].norm is not None  # BN like every D layer but the first
+    x = G(torch.randn(3, 8))
+    assert x.shape == (3, 1, 32, 32) and D(x).shape == (3,)
+    with pytest.raises(UserError, match="model.extra_layers must be a whole number >= 0"):
+        dataclasses.replace(base, extra_layers=-1).validate()
 
 
 @pytest.mark.parametrize("config", [DCGANConfig, SNGANConfig])

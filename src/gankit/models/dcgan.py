@@ -4,7 +4,9 @@ Generator: ``z -> (B, z_dim, 1, 1)``, ConvT k4 s1 to ``(B, w(4), 4, 4)``, then C
 resolution up to ``S/2`` (each with batch norm and ReLU), a last ConvT k4 s2 p1 to ``channels`` and tanh.
 Discriminator: Conv k4 s2 p1 halving from ``S`` down to 4x4, LeakyReLU 0.2, batch norm on every conv but the
 first, and a last k4 valid conv to one logit. The width at feature size ``r`` is ``conv_dim * (S / 2) / r``
-(512-256-128-64 at 64x64 with ``conv_dim 64``, as in the paper). Weights ``N(0, 0.02)``, BN gains
+(512-256-128-64 at 64x64 with ``conv_dim 64``, as in the paper). ``extra_layers`` adds that many conv3x3 +
+BN + activation layers at ``S/2`` to each net (G: after its last up-sampling block; D: after its first conv), as
+WassersteinGAN's DCGAN does. Weights ``N(0, 0.02)``, BN gains
 ``N(1, 0.02)``. Train it with the non-saturating BCE loss and Adam ``2e-4``, betas ``(0.5, 0.999)``.
 
 For comparisons the same switches as the other families exist: spectral norm per network
@@ -19,6 +21,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from gankit.errors import UserError
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
 from gankit.models.blocks import (
     DConvBlock,
@@ -49,6 +52,9 @@ class DCGANConfig(ModelConfig):
     d_batch_norm: bool = True
     d_leaky_slope: float = 0.2
     init: str = "normal"
+    # WassersteinGAN's DCGAN ``n_extra_layers``: conv3x3 + BN + activation layers at S/2, after G's last
+    # up-sampling block and after D's first conv. At 16x16 a DCGAN is two layers deep; these add depth.
+    extra_layers: int = 0
 
     def resolutions(self) -> list[int]:
         """Feature-map sizes of G's blocks: 4, 8, ..., S/2 (D visits them in reverse)."""
@@ -59,6 +65,8 @@ class DCGANConfig(ModelConfig):
 
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 16, 256)
+        if not isinstance(self.extra_layers, int) or isinstance(self.extra_layers, bool) or self.extra_layers < 0:
+            raise UserError(f"model.extra_layers must be a whole number >= 0, got {self.extra_layers!r}")
         check_conv_family(self)
         check_block_options(self)
 
@@ -76,6 +84,8 @@ class DCGANGenerator(Generator):
             conv = nn.ConvTranspose2d(in_ch, out_ch, 4, 1, 0) if r == 4 else nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1)
             self.blocks.append(GConvBlock(make(conv), out_ch, cfg.num_classes, cfg.init))
             in_ch = out_ch
+        for _ in range(cfg.extra_layers):
+            self.blocks.append(GConvBlock(make(nn.Conv2d(in_ch, in_ch, 3, 1, 1)), in_ch, cfg.num_classes, cfg.init))
         self.to_image = LayerMaker(init=cfg.init, sn=False)(nn.ConvTranspose2d(in_ch, cfg.channels, 4, 2, 1))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -100,6 +110,11 @@ class DCGANDiscriminator(Discriminator):
             batch_norm = cfg.d_batch_norm and i > 0  # DCGAN: no BN on the first D layer
             self.blocks.append(DConvBlock(conv, out_ch, batch_norm=batch_norm, slope=cfg.d_leaky_slope, init=cfg.init))
             in_ch = out_ch
+            if i == 0:
+                for _ in range(cfg.extra_layers):
+                    extra = make(nn.Conv2d(in_ch, in_ch, 3, 1, 1))
+                    norm, slope = cfg.d_batch_norm, cfg.d_leaky_slope
+                    self.blocks.append(DConvBlock(extra, in_ch, batch_norm=norm, slope=slope, init=cfg.init))
         self.to_logit = make(nn.Conv2d(in_ch, 1, 4))
         self.embed = projection_embedding(cfg, in_ch, cfg.init)
 
