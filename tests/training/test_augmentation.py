@@ -177,7 +177,7 @@ def test_max_images_trains_on_a_recorded_subset(tmp_path):
         (["training.ada_target=0"], "training.ada_target must be in (0, 1)"),
         (["training.lecam_weight=-0.1"], "training.lecam_weight must be >= 0"),
         (["data.max_images=5000"], "data.max_images 5000 is more than the 1198 images"),
-        (["data.max_images=10"], "data.max_images (10) is below training.batch_size (32)"),
+        (["data.max_images=10"], "data.max_images (10) is below training.batch_size (64)"),
     ],
 )
 def test_bad_augmentation_settings_are_one_line_and_write_nothing(tmp_path, capsys, sets, message):
