@@ -152,8 +152,10 @@ def test_dcgan_every_supported_size(size):
 def test_dcgan_layout_matches_radford():
     cfg = model_config_from_dict(load_preset("dcgan-digits")["model"])
     G, D = DCGANGenerator(cfg), DCGANDiscriminator(cfg)
-    assert [b.conv.out_channels for b in G.blocks] == [128, 64]  # 16x16: widths at 4x4 and 8x8
-    assert [b.conv.out_channels for b in D.blocks] == [64, 128]
+    # 16x16: widths at 4x4 and 8x8, then the preset's two extra 3x3 layers at 8x8 (after D's first conv in D)
+    assert [b.conv.out_channels for b in G.blocks] == [128, 64, 64, 64]
+    assert [b.conv.out_channels for b in D.blocks] == [64, 64, 64, 128]
+    assert [b.conv.kernel_size for b in D.blocks] == [(4, 4), (3, 3), (3, 3), (4, 4)]
     assert D.blocks[0].norm is None and isinstance(D.blocks[1].norm, nn.BatchNorm2d)  # no BN on D's first layer
     assert all(b.slope == 0.2 for b in D.blocks)
     assert not any(has_spectral_norm(m) for m in [*G.modules(), *D.modules()])
