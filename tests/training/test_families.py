@@ -184,7 +184,7 @@ def test_dcgan_extra_layers_are_3x3_layers_at_half_resolution():
     assert D.blocks[1].norm is not None  # BN like every D layer but the first
     x = G(torch.randn(3, 8))
     assert x.shape == (3, 1, 32, 32) and D(x).shape == (3,)
-    with pytest.raises(UserError, match="model.extra_layers must be a whole number >= 0"):
+    with pytest.raises(UserError, match="model.extra_layers must be an integer >= 0"):
         dataclasses.replace(base, extra_layers=-1).validate()
 
 

@@ -21,8 +21,14 @@ import dataclasses
 import torch
 from torch import nn
 
-from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
+from gankit.models.base import (
+    Discriminator,
+    Generator,
+    ModelConfig,
+    check_conv_family,
+    check_integers,
+    check_power_of_two,
+)
 from gankit.models.blocks import (
     DConvBlock,
     GConvBlock,
@@ -65,8 +71,7 @@ class DCGANConfig(ModelConfig):
 
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 16, 256)
-        if not isinstance(self.extra_layers, int) or isinstance(self.extra_layers, bool) or self.extra_layers < 0:
-            raise UserError(f"model.extra_layers must be a whole number >= 0, got {self.extra_layers!r}")
+        check_integers(self, ("extra_layers",), 0)
         check_conv_family(self)
         check_block_options(self)
 
