@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -182,14 +184,44 @@ def test_conditional_batchnorm_equals_bn_then_class_gain_and_bias():
 
 @pytest.mark.parametrize("variant", ["port", "biggan"])
 def test_fast_path_really_uses_a_fused_kernel(variant):
-    """The N x N map must not be materialised: no bmm / softmax in the fast path's forward and backward."""
+    """fp32 with a backward on a large map (32x32: at least FUSED_MIN_ENERGIES energies per sample) takes the
+    fused kernel: no bmm / softmax in the forward and backward, so the N x N map is never materialised."""
     block = _attention(64, variant)
-    x = torch.randn(2, 64, 16, 16, requires_grad=True)
+    x = torch.randn(2, 64, 32, 32, requires_grad=True)
+    keys = 32 * 32 // (4 if variant == "biggan" else 1)
+    assert 32 * 32 * keys >= attention_module.FUSED_MIN_ENERGIES
     with torch.profiler.profile() as prof:
         block(x).square().sum().backward()
     names = {e.key for e in prof.key_averages()}
     assert "aten::bmm" not in names and "aten::_softmax" not in names
     assert any("scaled_dot_product" in n and "math" not in n for n in names)
+
+
+@pytest.mark.parametrize(
+    ("size", "grad"), [(16, True), (32, False)], ids=["small-map-with-backward", "large-map-no-backward"]
+)
+def test_fp32_cpu_takes_the_blocked_path_where_it_is_faster(size, grad):
+    """Small maps, and any map without a backward (G's forward in D's step), run block by block in fp32 on the
+    CPU: no fused kernel, energies only in blocks of BLOCK_ENERGIES, and the reference formulation's output
+    and gradients."""
+    block = _attention(64, "port")
+    x = torch.randn(2, 64, size, size, requires_grad=grad)
+    with torch.profiler.profile(record_shapes=True) as prof, torch.set_grad_enabled(grad):
+        out = block(x)
+        if grad:
+            out.square().sum().backward()
+    events = prof.key_averages(group_by_input_shape=True)
+    assert not any("scaled_dot_product" in e.key for e in events)
+    softmaxes = [e for e in events if e.key == "aten::_softmax"]
+    assert softmaxes and all(math.prod(e.input_shapes[0]) <= attention_module.BLOCK_ENERGIES for e in softmaxes)
+    reference = x.detach().clone().requires_grad_(grad)
+    with attention_module.reference_attention(), torch.set_grad_enabled(grad):
+        expected = block(reference)
+        if grad:
+            expected.square().sum().backward()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    if grad:
+        torch.testing.assert_close(x.grad, reference.grad, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(

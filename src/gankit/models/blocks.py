@@ -94,7 +94,9 @@ class GConvBlock(nn.Module):
         self.norm = Norm2d(out_channels, num_classes, init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x), y))
+        # in place: the norm's output is not needed by any backward (batch norm saves its input), so the
+        # activation overwrites it instead of allocating and page-faulting in one more full-size map
+        return F.relu(self.norm(self.conv(x), y), inplace=True)
 
 
 class DConvBlock(nn.Module):
@@ -110,7 +112,9 @@ class DConvBlock(nn.Module):
         h = self.conv(x)
         if self.norm is not None:
             h = self.norm(h)
-        return F.leaky_relu(h, self.slope)
+        # in place, like GConvBlock: conv and batch norm backward need their inputs, not h. PyTorch's in-place
+        # backward needs slope >= 0 (it inverts through the sign of the result), so a negative slope stays out of place
+        return F.leaky_relu(h, self.slope, inplace=self.slope >= 0)
 
 
 class GResBlock(nn.Module):

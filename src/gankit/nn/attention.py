@@ -17,6 +17,9 @@ _FORCE_EXPLICIT = False
 # Energies per block of the blocked path: 2 MiB in bf16, small enough to stay in the core's L2 while softmax and
 # the second matmul read it. Measured on the AVX512-BF16 EPYC: 1M energies beat 4M by 15% (forward + backward).
 BLOCK_ENERGIES = 1 << 20
+# fp32 on the CPU with a backward: maps of at least this many energies per sample (N x N_k; 32x32 and up in
+# SAGAN) take PyTorch's fused kernel, smaller ones the blocked path (see _blocked_is_faster_on_cpu).
+FUSED_MIN_ENERGIES = 1 << 17
 
 
 @contextlib.contextmanager
@@ -84,7 +87,8 @@ class SelfAttention2d(nn.Module):
         o = o.transpose(1, 2).reshape(b, -1, h, w)
         if self.out is not None:
             o = self.out(o)
-        return self.gamma * o + x
+        # x + gamma * o in one pass over the map (mul then add would write and read one more full-size tensor)
+        return torch.addcmul(x, self.gamma, o)
 
     def forward(
         self, x: torch.Tensor, return_attention: bool = False
@@ -98,10 +102,7 @@ class SelfAttention2d(nn.Module):
             return self._explicit(x, q, k, v)
         if _FORCE_EXPLICIT:
             return self._explicit(x, q, k, v)[0]
-        if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
-            # PyTorch's CPU flash kernel gains nothing from bf16 (it needs q and k zero-padded to v's width and
-            # runs at ~170 GFLOP/s either way); the blocked path is 3.3x faster forward and 2.5x forward +
-            # backward on the SAGAN-64 shapes in bf16, with the same O(N) memory (benchmarks/README.md).
+        if q.device.type == "cpu" and _blocked_is_faster_on_cpu(q, k, v):
             o = blocked_attention(q, k, v)
             return self._finish(x, o)
         # Fused path: same math without materialising the N x N map. SAGAN has no 1/sqrt(d) scaling, so
@@ -127,6 +128,23 @@ class SelfAttention2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, variant={self.variant!r}"
+
+
+def _blocked_is_faster_on_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the blocked path beats PyTorch's fused CPU kernel for these ``(B, N, d)`` inputs.
+
+    The fused kernel needs q and k zero-padded to v's width (8x the ``q k^T`` work on SAGAN's shapes) and gains
+    nothing from bf16, so bf16 / fp16 always take the blocked path (3.3x faster forward, 2.5x forward +
+    backward on the SAGAN-64 shapes). In fp32 the blocked path also wins without a backward (G's forward in
+    D's step: 101 vs 122 ms at 32x32, batch 64) and on small maps (fwd + bwd 32 vs 56 ms at 16x16, 6 vs 10 ms
+    at 8x8); only the fused backward on maps above ``FUSED_MIN_ENERGIES`` energies per sample is faster
+    (410 vs 493 ms at 32x32), because there the blocked backward's per-sample energies leave the cache.
+    Both keep memory O(N): no ``N x N`` map of the whole batch is ever alive.
+    """
+    if q.dtype in (torch.bfloat16, torch.float16):
+        return True
+    needs_backward = q.requires_grad or k.requires_grad or v.requires_grad
+    return not needs_backward or q.shape[1] * k.shape[1] < FUSED_MIN_ENERGIES
 
 
 def _blocks(batch: int, queries: int, keys: int, budget: int) -> Iterator[tuple[slice, slice]]:
