@@ -19,7 +19,8 @@ from gankit.apps.bench import synthetic_trainer
 def top_ops(batch_size: int, amp: str, top: int, iters: int, shapes: bool = False) -> tuple[str, float]:
     """Markdown table of the ``top`` ops by self time per iteration (split by input shapes with ``shapes``)."""
     trainer = synthetic_trainer("sagan-celeba64", batch_size=batch_size, device="cpu", sets=[f"training.amp={amp}"])
-    trainer.train_step()  # warm-up
+    for _ in range(3):  # warm-up: early iterations still fault in fresh pages, which would be blamed on fills
+        trainer.train_step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=shapes) as prof:
         for _ in range(iters):
             trainer.train_step()
