@@ -137,7 +137,7 @@ def _blocked_is_faster_on_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
     nothing from bf16, so bf16 / fp16 always take the blocked path (3.3x faster forward, 2.5x forward +
     backward on the SAGAN-64 shapes). In fp32 the blocked path also wins without a backward (G's forward in
     D's step: 101 vs 122 ms at 32x32, batch 64) and on small maps (fwd + bwd 32 vs 56 ms at 16x16, 6 vs 10 ms
-    at 8x8); only the fused backward on maps above ``FUSED_MIN_ENERGIES`` energies per sample is faster
+    at 8x8); only the fused backward on maps of at least ``FUSED_MIN_ENERGIES`` energies per sample is faster
     (410 vs 493 ms at 32x32), because there the blocked backward's per-sample energies leave the cache.
     Both keep memory O(N): no ``N x N`` map of the whole batch is ever alive.
     """
