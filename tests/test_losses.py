@@ -73,6 +73,42 @@ def test_adversarial_loss_combines_penalty_and_drift():
     assert AdversarialLoss("hinge").gp == 0 and AdversarialLoss("wgan-gp").gp == 10
 
 
+class _CountingCritic(torch.nn.Module):
+    """A per-sample linear critic that counts its forward passes and the batch sizes it saw."""
+
+    def __init__(self, batch_independent: bool) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+        self.batch_independent = batch_independent
+        self.batches: list[int] = []
+
+    def forward(self, x, y=None):
+        self.batches.append(len(x))
+        out = self.linear(x.flatten(1)).squeeze(1)
+        return out if y is None else out + y.float()
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_batch_independent_critic_sees_reals_and_fakes_in_one_pass(conditional):
+    torch.manual_seed(0)
+    real, fake = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2)
+    y_real, y_fake = (torch.tensor([0, 1, 2]), torch.tensor([2, 2, 0])) if conditional else (None, None)
+    results = {}
+    for joint in (True, False):
+        critic = _CountingCritic(joint)
+        torch.manual_seed(1)
+        critic.linear.reset_parameters()
+        loss, stats = AdversarialLoss("hinge").discriminator_loss(critic, real, fake, y_real, y_fake)
+        assert critic.batches == ([6] if joint else [3, 3])
+        results[joint] = (loss, stats["d_real"], stats["d_fake"])
+        # the reference: the hinge loss on the logits of each set alone
+        real_logits, fake_logits = critic(real, y_real), critic(fake, y_fake)
+        torch.testing.assert_close(loss, hinge_d_loss(real_logits, fake_logits))
+        torch.testing.assert_close(stats["d_real"], real_logits.mean())
+    for a, b in zip(results[True], results[False], strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_unknown_loss_is_user_error():
     with pytest.raises(UserError, match="unknown loss"):
         AdversarialLoss("hinj")

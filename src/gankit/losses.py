@@ -138,8 +138,15 @@ class AdversarialLoss:
         def call(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:  # float32 logits, even under autocast
             return (critic(x) if y is None else critic(x, y)).float()
 
-        real_logits = call(real, real_labels)
-        fake_logits = call(fake.detach(), fake_labels)
+        if getattr(critic, "batch_independent", False) and real.shape == fake.shape:
+            # One pass over reals and fakes together: each logit sees its own sample only, so the logits are the
+            # two passes' (up to float rounding), with one spectral-norm power iteration per D step (the paper's
+            # one per update) and GEMMs twice as tall. A critic that mixes samples keeps two passes.
+            labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
+            real_logits, fake_logits = call(torch.cat([real, fake.detach()]), labels).split(len(real))
+        else:
+            real_logits = call(real, real_labels)
+            fake_logits = call(fake.detach(), fake_labels)
         if observe is not None:
             observe(real_logits.detach())
         loss = self._pair()[0](real_logits, fake_logits)

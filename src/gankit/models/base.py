@@ -358,3 +358,13 @@ class Generator(_Network):
 
 class Discriminator(_Network):
     """Interface of every discriminator: ``forward(x (B, C, H, W), y (B,) or None) -> (B,)`` logits."""
+
+    @property
+    def batch_independent(self) -> bool:
+        """Whether each logit depends on its own sample only: no batch norm and no layer that mixes samples
+        (a module with ``mixes_samples = True``, e.g. minibatch stddev). Then reals and fakes can go through D as
+        one batch (:meth:`gankit.losses.AdversarialLoss.discriminator_loss` does)."""
+        return not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "mixes_samples", False)
+            for m in self.modules()
+        )

@@ -102,6 +102,8 @@ class MinibatchStdDev(nn.Module):
     reference uses the biased variance. A group of one sample gives zeros.
     """
 
+    mixes_samples = True  # a sample's output depends on the others in its group (see Discriminator.batch_independent)
+
     def __init__(self, *, group_size: int = 4, unbiased: bool = False, eps: float = 1e-8) -> None:
         super().__init__()
         if group_size < 1:
