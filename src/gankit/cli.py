@@ -187,8 +187,8 @@ def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="time a preset's training iteration against the device's matmul peak")
     b.add_argument("--preset", required=True, help="preset name (see `gankit presets`)")
     b.add_argument("--batch-size", type=_positive_int, help="images per D / G step (default: the preset's)")
-    b.add_argument("--iters", type=_positive_int, default=5, help="timed iterations after warm-up (default 5)")
-    b.add_argument("--warmup", type=_positive_int, default=2, help="untimed iterations first (default 2)")
+    b.add_argument("--iters", type=_positive_int, default=5, help="timed iterations after warm-up (default 5; median)")
+    b.add_argument("--warmup", type=_positive_int, default=3, help="untimed iterations first (default 3)")
     _device(b)
     b.add_argument("--amp", choices=("off", "bf16", "fp16", "auto"),
                    help="mixed precision of G and D (default: the preset's training.amp); the peak compared with is "

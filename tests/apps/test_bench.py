@@ -35,16 +35,18 @@ def test_reference_attention_context_gives_the_same_model_outputs():
 
 
 def test_bench_numbers_from_a_known_clock_and_peak():
-    """4 timed iterations that take 0.5 s on the clock: 125 ms each, batch 4 x n_critic 2 -> 64 img/s; the
-    fraction of the (stubbed) peak is the counted FLOPs over 0.125 s over the peak."""
-    ticks = iter([100.0, 100.5])
+    """4 timed iterations of 100, 125, 125 and 900 ms on the clock: the median 125 ms, batch 4 x n_critic 2 ->
+    64 img/s (the one slow iteration moves the mean only); the fraction of the (stubbed) peak is the counted
+    FLOPs over 0.125 s over the peak."""
+    ticks = iter([100.0, 100.1, 200.0, 200.125, 300.0, 300.125, 400.0, 400.9])  # start and end of each
     r = bench_preset("sagan-digits", batch_size=4, iters=4, warmup=1, device="cpu",
                      sets=[*TINY, "training.n_critic=2"], clock=lambda: next(ticks))
     assert r["ms_per_iter"] == pytest.approx(125.0) and r["img_per_s"] == pytest.approx(64.0)
+    assert r["ms_per_iter_mean"] == pytest.approx(312.5) and r["ms_per_iter_range"] == pytest.approx([100.0, 900.0])
     assert r["flops_per_iter"] > 0 and r["matmul_flops_per_s"] == PEAK
     assert r["fraction_of_matmul_peak"] == pytest.approx(r["flops_per_iter"] / 0.125 / PEAK)
     text = format_report(r)
-    assert "ms / iteration        125.0" in text and "img/s                 64.0" in text
+    assert "ms / iteration        125.0 (median of 4; 100.0-900.0)" in text and "img/s                 64.0" in text
     assert r["precision"] == "fp32" and "(fp32, measured now)" in text
 
 

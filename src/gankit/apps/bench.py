@@ -9,6 +9,7 @@ same run, so the distance to the limit is one ratio.
 from __future__ import annotations
 
 import resource
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -109,13 +110,14 @@ def bench_preset(
     *,
     batch_size: int | None = None,
     iters: int = 5,
-    warmup: int = 2,
+    warmup: int = 3,
     device: str = "auto",
     sets: list[str] | None = None,
     amp: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
-    """Time ``iters`` training iterations of ``preset`` on synthetic data (after ``warmup``) with ``clock``.
+    """Time ``iters`` training iterations of ``preset`` on synthetic data (after ``warmup``) with ``clock``;
+    ``ms_per_iter`` and everything derived from it use the median iteration.
 
     ``amp`` sets ``training.amp`` (``off``, ``bf16``, ...; default: the preset's). The peak the iteration is
     compared with is the matmul peak of the precision it runs in, measured in the same run."""
@@ -132,11 +134,15 @@ def bench_preset(
     _sync(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    t0 = clock()
+    # Each iteration on its own clock, and the median reported: one iteration slowed by the host (a busy
+    # neighbour, a page-fault storm) would move a mean, and the peak it is compared with is a best-of too.
+    times = []
     for _ in range(iters):
+        t0 = clock()
         trainer.train_step()
-    _sync(dev)
-    seconds = (clock() - t0) / iters
+        _sync(dev)
+        times.append(clock() - t0)
+    seconds = statistics.median(times)
     precision = trainer.amp_dtype or torch.float32
     peak = matmul_flops_per_s(dev, dtype=precision)
     images_per_iter = t.batch_size * t.n_critic
@@ -147,6 +153,8 @@ def bench_preset(
         "iters": iters,
         "img_per_s": images_per_iter / seconds,
         "ms_per_iter": 1000 * seconds,
+        "ms_per_iter_mean": 1000 * statistics.fmean(times),
+        "ms_per_iter_range": [1000 * min(times), 1000 * max(times)],
         "peak_memory_mb": _peak_memory_mb(dev),
         "flops_per_iter": flops,
         "achieved_flops_per_s": flops / seconds,
@@ -174,7 +182,8 @@ def format_report(r: dict[str, Any]) -> str:
             f"gankit bench: {r['preset']} on {r['device']} (torch {r['torch']}, {r['threads']} threads), "
             f"batch {r['batch_size']}, {r['iters']} timed iterations",
             f"  img/s                 {r['img_per_s']:.1f}",
-            f"  ms / iteration        {r['ms_per_iter']:.1f}",
+            f"  ms / iteration        {r['ms_per_iter']:.1f} (median of {r['iters']}; "
+            f"{r['ms_per_iter_range'][0]:.1f}-{r['ms_per_iter_range'][1]:.1f})",
             f"  peak memory           {r['peak_memory_mb']:.0f} MB",
             f"  FLOPs / iteration     {r['flops_per_iter'] / 1e9:.1f} GFLOP",
             f"  achieved              {r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s",
