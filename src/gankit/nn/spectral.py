@@ -9,15 +9,18 @@ penalty.
 
 :class:`SpectralNorm` is a parametrization (``torch.nn.utils.parametrize``) with the same math, the same
 initialisation (random draws included) and the same state-dict keys as PyTorch's
-``torch.nn.utils.parametrizations.spectral_norm``, so checkpoints of either load into the other. It differs in
-cost only: PyTorch flattens the weight to ``(out, in * kh * kw)`` with a copy whenever the weight is
-channels_last (gankit's default), and autograd takes the division by sigma and the ``u^T W v`` product apart
-into five or six passes over the weight. Here the power iteration reads the weight in its own memory order (a
-view, ``v`` permuted instead) and the gradient is one fused formula (``_DivideBySigma``): on SAGAN-64's largest
-weight, forward + backward 12.9 -> 3.4 ms channels_last.
+``torch.nn.utils.parametrizations.spectral_norm``, so checkpoints of either load into the other (one difference in
+values: under CUDA autocast PyTorch's matrix-vector products ran in half precision; here sigma, u and v are always
+float32). Otherwise it differs in cost only: PyTorch flattens the weight to ``(out, in * kh * kw)`` with a copy
+whenever the weight is channels_last (gankit's default), and autograd takes the division by sigma and the ``u^T W
+v`` product apart into five or six passes over the weight. Here the power iteration reads the weight in its own
+memory order (a view, ``v`` permuted instead) and the gradient is one fused formula (``_DivideBySigma``): on
+SAGAN-64's largest weight, forward + backward 12.9 -> 3.4 ms channels_last.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -41,10 +44,15 @@ class _MatrixLayout:
     def __init__(self, weight: torch.Tensor, dim: int) -> None:
         nd = weight.dim()
         others = [i for i in range(nd) if i != dim]
-        order = sorted(range(nd), key=lambda i: (-weight.stride(i), i))
-        self.copies = not (weight.permute(order).is_contiguous() and dim in (order[0], order[-1]))
-        if self.copies:
-            order = [dim, *others]
+        # Size-1 axes have no meaningful stride: leave them out of the sort and put them next to ``dim``.
+        wide = sorted((i for i in others if weight.shape[i] > 1), key=lambda i: (-weight.stride(i), i))
+        unit = [i for i in others if weight.shape[i] == 1]
+        for order in ([dim, *unit, *wide], [*wide, *unit, dim]):
+            if weight.permute(order).is_contiguous():
+                self.copies = False
+                break
+        else:
+            self.copies, order = True, [dim, *others]
         self.order = order
         self.inverse = [order.index(i) for i in range(nd)]
         self.transposed = order[0] != dim  # the view is (w, h) and the matrix its transpose
@@ -91,20 +99,33 @@ class _DivideBySigma(torch.autograd.Function):
 
     ``d(W / sigma) / dW`` applied to ``g``: ``(g - <g, W> / sigma * u v^T) / sigma``, one dot product and one
     rank-1 update over the weight (autograd's generic chain through ``div``, ``dot`` and ``mv`` makes five or
-    six passes and a full-size outer product).
+    six passes and a full-size outer product). The backward is itself differentiable: with ``create_graph`` it
+    recomputes sigma from the weight, so second derivatives (a penalty on parameter gradients, Hessian-vector
+    products) see sigma's dependence on W too.
     """
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, matrix: torch.Tensor, u: torch.Tensor, v: torch.Tensor, layout):
+    def forward(weight: torch.Tensor, matrix: torch.Tensor, u: torch.Tensor, v: torch.Tensor, layout):
         inv_sigma = torch.dot(u, torch.mv(matrix, v)).reciprocal()
-        ctx.save_for_backward(weight, u, v, inv_sigma)
-        ctx.layout = layout
-        return weight * inv_sigma  # keeps the weight's memory format
+        return weight * inv_sigma, inv_sigma  # the product keeps the weight's memory format
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        weight, u, v, inv_sigma = ctx.saved_tensors
+    def setup_context(ctx, inputs, output) -> None:  # separate from forward, so torch.func transforms work
+        weight, _, u, v, layout = inputs
+        inv_sigma = output[1]
+        ctx.mark_non_differentiable(inv_sigma)
+        ctx.save_for_backward(weight, u, v, inv_sigma)
+        ctx.layout = layout
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _grad_inv_sigma: torch.Tensor | None = None):
+        weight, u, v, saved_inv_sigma = ctx.saved_tensors
         layout: _MatrixLayout = ctx.layout
+        create_graph = torch.is_grad_enabled()
+        if create_graph:  # sigma as a function of W, recorded, so the gradient's own gradient is right
+            inv_sigma = torch.dot(u, torch.mv(layout.matrix(weight), v)).reciprocal()
+        else:
+            inv_sigma = saved_inv_sigma
         if grad.stride() != weight.stride():
             grad = torch.empty_like(weight).copy_(grad)  # the matrix view needs the weight's layout
         g_dot_w = torch.dot(layout.flat(grad), layout.flat(weight))
@@ -112,7 +133,8 @@ class _DivideBySigma(torch.autograd.Function):
         # the rank-1 update in memory order, so the result is contiguous there (the weight's own strides)
         g = layout.memory_view(grad)
         m = torch.addr(g, v, scaled_u) if layout.transposed else torch.addr(g, scaled_u, v)
-        return layout.from_memory_view(m.mul_(inv_sigma), weight.shape), None, None, None, None
+        m = m * inv_sigma if create_graph else m.mul_(inv_sigma)
+        return layout.from_memory_view(m, weight.shape), None, None, None, None
 
 
 class SpectralNorm(nn.Module):
@@ -149,8 +171,14 @@ class SpectralNorm(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if weight.dim() == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
-        # fp32 whatever the autocast: sigma and u, v are reductions (the forward's convolution casts the result)
-        with torch.autocast(weight.device.type, enabled=False):
+        # fp32 whatever the autocast: sigma and u, v are reductions (the forward's convolution casts the result).
+        # Only where autocast exists: "meta" (models built without memory) has none.
+        no_autocast = (
+            torch.autocast(weight.device.type, enabled=False)
+            if weight.device.type != "meta" and torch.is_autocast_enabled(weight.device.type)
+            else contextlib.nullcontext()
+        )
+        with no_autocast:
             layout = _MatrixLayout(weight, self.dim)
             matrix = layout.matrix(weight.detach())
             if self.training:
@@ -158,7 +186,7 @@ class SpectralNorm(nn.Module):
             # clones: the next forward updates u and v in place while this one's backward may still need them
             u = self._u.clone()
             v = layout.to_memory(self._v).clone()
-            return _DivideBySigma.apply(weight, matrix, u, v, layout)
+            return _DivideBySigma.apply(weight, matrix, u, v, layout)[0]
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         # assigning ``module.weight = W`` stores W itself (as PyTorch's does: W / sigma has no unique inverse)
