@@ -12,10 +12,10 @@ initialisation (random draws included) and the same state-dict keys as PyTorch's
 ``torch.nn.utils.parametrizations.spectral_norm``, so checkpoints of either load into the other (one difference in
 values: under CUDA autocast PyTorch's matrix-vector products ran in half precision; here sigma, u and v are always
 float32). Otherwise it differs in cost only: PyTorch flattens the weight to ``(out, in * kh * kw)`` with a copy
-whenever the weight is channels_last (gankit's default), and autograd takes the division by sigma and the ``u^T W
-v`` product apart into five or six passes over the weight. Here the power iteration reads the weight in its own
-memory order (a view, ``v`` permuted instead) and the gradient is one fused formula (``_DivideBySigma``): on
-SAGAN-64's largest weight, forward + backward 12.9 -> 3.4 ms channels_last.
+whenever the weight is channels_last (gankit's default), and autograd takes the division by sigma and
+the ``u^T W v`` product apart into five or six passes over the weight. Here the power iteration reads the
+weight in its own memory order (a view, ``v`` permuted instead) and the gradient is one fused
+formula (``_DivideBySigma``): on SAGAN-64's largest weight, forward + backward 12.9 -> 3.4 ms channels_last.
 """
 
 from __future__ import annotations
