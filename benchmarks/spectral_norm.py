@@ -40,15 +40,6 @@ def sagan64_layers(channels_last: bool) -> list[nn.Module]:
     return layers
 
 
-def _time(fn, rounds: int) -> list[float]:
-    out = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
@@ -81,7 +72,9 @@ def main() -> None:
     for _ in range(args.rounds):
         for what, fn in (("forward", forward), ("forward+backward", forward_backward)):
             for name, mods in impls.items():
-                results.setdefault((name, what), []).extend(_time(lambda fn=fn, mods=mods: fn(mods), 1))
+                t0 = time.perf_counter()
+                fn(mods)
+                results.setdefault((name, what), []).append(time.perf_counter() - t0)
     for what in ("forward", "forward+backward"):
         ms = {name: 1000 * statistics.median(results[(name, what)]) for name in impls}
         print(f"{what:18s} pytorch {ms['pytorch']:6.2f} ms   gankit {ms['gankit']:6.2f} ms   "
