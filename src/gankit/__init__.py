@@ -1,42 +1,44 @@
-"""gankit: train, sample, evaluate and share attention-based and progressive GANs in PyTorch."""
+"""gankit: train, sample, evaluate and share attention-based and progressive GANs in PyTorch.
+
+The public functions are re-exported lazily (PEP 562): ``import gankit`` costs nothing until one is used, and
+each is the function itself, with its own signature and documentation:
+
+- :func:`gankit.load_generator` (:mod:`gankit.api`): any run folder, checkpoint, export, pretrained folder, zoo
+  file or Hub repo id -> a ready generator.
+- :func:`gankit.save_pretrained` (:mod:`gankit.hub`): a generator, run or checkpoint -> a pretrained folder.
+- :func:`gankit.load_discriminator`, :func:`gankit.push_to_hub` (:mod:`gankit.hub`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from gankit.version import __version__
 
+# public name -> the module that defines it
+_EXPORTS = {
+    "load_generator": "gankit.api",
+    "save_pretrained": "gankit.hub",
+    "load_discriminator": "gankit.hub",
+    "push_to_hub": "gankit.hub",
+}
 
-def load_generator(path, ema: bool = True, device="cpu", *, revision=None, local_files_only=False, cache_dir=None):
-    """Load a ready, eval-mode generator from a run folder, checkpoint, safetensors export, pretrained folder or
-    Hugging Face Hub repo id ``user/name``.
-
-    See :func:`gankit.api.load_generator`.
-    """
-    from gankit.api import load_generator as _load
-
-    return _load(path, ema=ema, device=device, revision=revision, local_files_only=local_files_only,
-                 cache_dir=cache_dir)
-
-
-def save_pretrained(
-    source,
-    folder,
-    *,
-    overwrite: bool = False,
-    include_discriminator: bool = False,
-    best: bool = False,
-    repo_id=None,
-    license=None,  # noqa: A002 - the model card's key
-    datasets=None,
-    evaluation=None,
-):
-    """Write a generator, run folder or ``.pt`` checkpoint as a pretrained folder (the Hugging Face Hub layout:
-    ``model.safetensors``, ``config.json``, model card, sample grid; ``discriminator/`` with
-    ``include_discriminator``) that :func:`load_generator` and ``huggingface_hub.PyTorchModelHubMixin`` read.
-
-    See :func:`gankit.hub.save_pretrained`.
-    """
-    from gankit.hub import save_pretrained as _save
-
-    return _save(source, folder, overwrite=overwrite, include_discriminator=include_discriminator, best=best,
-                 repo_id=repo_id, license=license, datasets=datasets, evaluation=evaluation)
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
+    from gankit.api import load_generator
+    from gankit.hub import load_discriminator, push_to_hub, save_pretrained
 
 
-__all__ = ["__version__", "load_generator", "save_pretrained"]
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gankit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", "load_discriminator", "load_generator", "push_to_hub", "save_pretrained"]

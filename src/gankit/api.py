@@ -1,43 +1,139 @@
-"""``load_generator``: any gankit run folder, checkpoint, safetensors export, pretrained folder or Hub repo id ->
-a ready generator."""
+"""``load_generator``: any stored generator -> a ready, eval-mode generator.
+
+The formats gankit reads are one table, :data:`FORMATS`: each row says how to recognise a source and which small
+reader builds its generator (every reader ends in :meth:`gankit.models.base.Generator.from_state`, the one way a
+generator is built from stored weights). The first row that recognises a source reads it. A new format is one
+reader and one row.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from gankit.compat.pgan_zoo import is_pgan_zoo_file, load_pgan_zoo_generator
 from gankit.device import select_device
-from gankit.errors import UserError
+from gankit.errors import ParameterError, UserError
+from gankit.hub import PretrainedDir, generator_from_pretrained, is_repo_id, resolve_pretrained
 from gankit.io import SPECTRAL_NORM_FOLDED, RunDir, load_checkpoint, read_generator_export
 from gankit.models.base import Generator
-from gankit.models.registry import build_generator, model_config_from_dict
-from gankit.nn import fold_spectral_norm
+from gankit.models.registry import model_config_from_dict
 
 
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A run folder means its ``checkpoints/last.pt`` (or ``generator.safetensors`` when that is all it has)."""
+@dataclasses.dataclass(frozen=True)
+class LoadRequest:
+    """What a caller asked for besides the source: the EMA or the raw generator, and for Hub repo ids the
+    revision and cache settings."""
+
+    ema: bool = True
+    revision: str | None = None
+    local_files_only: bool = False
+    cache_dir: str | os.PathLike | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One row of :data:`FORMATS`: ``matches(path)`` recognises the source, ``read(path, request)`` builds it."""
+
+    name: str
+    matches: Callable[[Path], bool]
+    read: Callable[[Path, LoadRequest], Generator]
+
+
+def _local_only(path: Path, request: LoadRequest) -> None:
+    if request.revision is not None:
+        raise ParameterError("revision", f"is for Hub repo ids; {path} is a local path")
+
+
+def _single_generator(path: Path, request: LoadRequest, what: str) -> None:
+    if not request.ema:
+        raise UserError(f"{path} {what}")
+
+
+# --------------------------------------------------------------------------------------------- readers
+
+
+def read_pretrained_folder(path: Path, request: LoadRequest) -> Generator:
+    """A pretrained folder (``gankit.save_pretrained``, or a ``PyTorchModelHubMixin`` one)."""
+    _local_only(path, request)
+    _single_generator(path, request, "is a pretrained folder: it holds one generator (the EMA); use the run "
+                                     "folder or a checkpoint for --no-ema")
+    return generator_from_pretrained(path)
+
+
+def read_checkpoint(path: Path, request: LoadRequest) -> Generator:
+    """A gankit checkpoint (``.pt``): its ``G_ema``, or ``G`` for ``ema=False``."""
+    _local_only(path, request)
+    ckpt = load_checkpoint(path)
+    try:
+        model = model_config_from_dict(ckpt["config"]["model"])
+    except (KeyError, TypeError):
+        raise UserError(f"{path} holds no model config; give a checkpoint written by gankit train") from None
+    return Generator.from_state(model, ckpt["G_ema" if request.ema else "G"], source=path)
+
+
+def read_export(path: Path, request: LoadRequest) -> Generator:
+    """A safetensors export (``generator.safetensors``, ``gankit export``), spectral norm folded when its metadata
+    says so."""
+    _local_only(path, request)
+    _single_generator(path, request, "holds only the EMA generator; use a checkpoint (.pt or the run folder) for "
+                                     "--no-ema")
+    config, state, metadata = read_generator_export(path)
+    folded = metadata.get(SPECTRAL_NORM_FOLDED) == "true"
+    return Generator.from_state(model_config_from_dict(config), state, source=path, folded=folded)
+
+
+def read_run_folder(path: Path, request: LoadRequest) -> Generator:
+    """A run folder: its ``checkpoints/last.pt``, or ``generator.safetensors`` when that is all it has."""
+    source = RunDir(path).generator_source()
+    if source is None:
+        raise UserError(f"{path} holds no checkpoints/last.pt or generator.safetensors; is it a gankit run folder?")
+    return (read_export if source.suffix == ".safetensors" else read_checkpoint)(source, request)
+
+
+def read_pgan_zoo(path: Path, request: LoadRequest) -> Generator:
+    """A pytorch_GAN_zoo PGAN file (``.pth``), converted: ``avgG`` for ``ema=True``, else ``netG``."""
+    _local_only(path, request)
+    return load_pgan_zoo_generator(path, ema=request.ema)
+
+
+def read_hub_repo(path: Path, request: LoadRequest) -> Generator:
+    """A Hub repo id ``user/name``: the pretrained folder from the Hub cache, else downloaded."""
+    text = path.as_posix()
+    folder = resolve_pretrained(text, revision=request.revision, local_files_only=request.local_files_only,
+                                cache_dir=request.cache_dir)
+    assert folder is not None  # a repo id always resolves to a folder or raises
+    return read_pretrained_folder(folder, dataclasses.replace(request, revision=None))
+
+
+def _is_pretrained_folder(path: Path) -> bool:
+    return path.is_dir() and PretrainedDir(path).is_pretrained()
+
+
+# Tried in order; the first row that recognises the source reads it.
+FORMATS: tuple[Format, ...] = (
+    Format("pretrained folder", _is_pretrained_folder, read_pretrained_folder),
+    Format("run folder", Path.is_dir, read_run_folder),
+    Format("safetensors export", lambda p: p.is_file() and p.suffix == ".safetensors", read_export),
+    Format("pytorch_GAN_zoo PGAN file", lambda p: p.is_file() and is_pgan_zoo_file(p), read_pgan_zoo),
+    Format("checkpoint", Path.is_file, read_checkpoint),
+    Format("Hub repo id", lambda p: not p.exists() and is_repo_id(p.as_posix()), read_hub_repo),
+)
+SOURCES = ("a run folder, a .pt checkpoint, a .safetensors export, a pretrained folder or a Hub repo id "
+           "(user/name)")
+
+
+def find_format(path: str | os.PathLike) -> Format:
+    """The row of :data:`FORMATS` that reads ``path``; a one-line :class:`UserError` when none does."""
     p = Path(path)
-    if p.is_dir():
-        source = RunDir(p).generator_source()
-        if source is None:
-            raise UserError(f"{p} holds no checkpoints/last.pt or generator.safetensors; is it a gankit run folder?")
-        return source
-    if not p.exists():
-        raise UserError(f"{p} does not exist; give a run folder, a .pt checkpoint, a .safetensors export, a "
-                        "pretrained folder or a Hub repo id (user/name)")
-    return p
-
-
-def generator_from_state(config: dict, state: dict[str, torch.Tensor], source: object, *, folded: bool = False):
-    """A generator built from its model ``config`` dict with ``state`` loaded strictly (``folded``: spectral norm
-    already folded into the weights, as ``gankit export --fold-sn`` writes them)."""
-    generator = build_generator(model_config_from_dict(config))
-    if folded:
-        fold_spectral_norm(generator.eval())
-    generator.load_weights(state, source)
-    return generator
+    for fmt in FORMATS:
+        if fmt.matches(p):
+            return fmt
+    raise UserError(f"{p} does not exist; give {SOURCES}")
 
 
 def load_generator(
@@ -50,42 +146,25 @@ def load_generator(
     cache_dir: str | os.PathLike | None = None,
 ) -> Generator:
     """Load an eval-mode generator from a run folder, a checkpoint (``.pt``), an export (``.safetensors``), a
-    pretrained folder (``gankit.save_pretrained``, or a ``PyTorchModelHubMixin`` one) or a Hub repo id
-    ``user/name``.
+    pretrained folder (``gankit.save_pretrained``, or a ``PyTorchModelHubMixin`` one), a pytorch_GAN_zoo PGAN file
+    (``.pth``) or a Hub repo id ``user/name`` (the formats of :data:`FORMATS`).
 
     ``ema=True`` takes the EMA weights (what samples and exports use); ``ema=False`` the raw trained G
-    (checkpoints only). The result is callable as ``G(z)`` / ``G(z, y)`` and has ``.z_dim``,
-    ``.num_classes`` and ``.sample(n, labels=None, generator=None)``. Exports written with spectral norm folded
-    (metadata ``spectral_norm_folded: "true"``) are loaded into a model whose spectral norm is folded too.
-    pytorch_GAN_zoo PGAN files (``.pth``) are recognised and converted: ``ema=True`` gives their averaged
-    generator ``avgG``, ``ema=False`` their ``netG``.
+    (checkpoints only; a zoo file's ``netG`` instead of its averaged ``avgG``). The result is callable as ``G(z)`` /
+    ``G(z, y)`` and has ``.z_dim``, ``.num_classes`` and ``.sample(n, labels=None, generator=None)``. Exports
+    written with spectral norm folded are loaded into a model whose spectral norm is folded too.
 
     A local path is looked at first; a repo id (a path that does not exist and reads ``user/name``) is then read
     from the Hub cache or downloaded (the ``gankit[hub]`` extra), at ``revision`` (branch, tag or commit; default
     main). ``HF_HUB_OFFLINE=1`` or ``local_files_only`` allow the cache only; ``cache_dir`` replaces the Hub
     cache folder (default: ``HF_HUB_CACHE``). Weights always load strictly.
     """
-    from gankit.hub import generator_from_pretrained, resolve_pretrained  # same layer; only needed here
-
     dev = select_device(device)
-    folder = resolve_pretrained(path, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)
-    if folder is not None:
-        if not ema:
-            raise UserError(f"{path} is a pretrained folder: it holds one generator (the EMA); use the run folder "
-                            "or a checkpoint for --no-ema")
-        return generator_from_pretrained(folder).to(dev)
-    p = resolve_checkpoint_path(path)
-    if p.suffix == ".safetensors":
-        if not ema:
-            raise UserError(f"{p} holds only the EMA generator; use a checkpoint (.pt or the run folder) for --no-ema")
-        config, state, metadata = read_generator_export(p)
-        generator = generator_from_state(config, state, p, folded=metadata.get(SPECTRAL_NORM_FOLDED) == "true")
-    else:
-        from gankit.compat.pgan_zoo import is_pgan_zoo_file, load_pgan_zoo_generator
-
-        if is_pgan_zoo_file(p):  # a pytorch_GAN_zoo PGAN .pth, converted (read with weights_only)
-            generator = load_pgan_zoo_generator(p, ema=ema)
-        else:
-            ckpt = load_checkpoint(p)
-            generator = generator_from_state(ckpt["config"]["model"], ckpt["G_ema" if ema else "G"], p)
+    p = Path(path)
+    if revision is not None and not p.exists() and not is_repo_id(p.as_posix()):
+        raise ParameterError("revision", f"is for Hub repo ids (user/name); {os.fspath(path)!r} is none")
+    generator = find_format(p).read(p, LoadRequest(ema, revision, local_files_only, cache_dir))
     return generator.to(dev).eval().requires_grad_(False)
+
+
+__all__ = ["FORMATS", "Format", "LoadRequest", "find_format", "load_generator"]

@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 
 from gankit.augment import AUGMENT_KINDS, DEFAULT_POLICY, parse_policy
-from gankit.errors import UserError
+from gankit.checks import build_section, check_field_types, check_number
+from gankit.errors import UserError, did_you_mean
 from gankit.losses import LOSS_NAMES
-from gankit.models.base import ModelConfig, did_you_mean
+from gankit.models.base import ModelConfig
 from gankit.models.registry import model_config_from_dict
 
 
@@ -67,6 +68,9 @@ class DataConfig:
     max_images: int | None = None  # a class-balanced subset of this many training images (limited-data runs)
     subset_seed: int = 0  # which subset max_images takes
 
+    def __post_init__(self) -> None:
+        check_field_types(self, "data")
+
     def validate(self) -> None:
         """Raise :class:`UserError` on a value or combination training would refuse. What is at the path (does it
         exist, is one needed for the dataset) is checked when the data is opened."""
@@ -75,24 +79,15 @@ class DataConfig:
                 f"data.dataset {self.dataset!r} is unknown{did_you_mean(str(self.dataset), DATASETS)}; "
                 f"choose one of: {', '.join(DATASETS)}"
             )
-        if self.path is not None and not isinstance(self.path, str):
-            raise UserError(f"data.path must be a path (text), got {self.path!r}")
         if self.split not in SPLITS:
             raise UserError(f"data.split {self.split!r} is not one of {', '.join(SPLITS)}")
         if self.labels is not None and self.labels not in LABEL_MODES:
             raise UserError(f"--labels {self.labels!r} is unknown; use subdirs (one sub-folder per class) or none")
-        if not isinstance(self.strict, bool):
-            raise UserError(f"data.strict must be true or false, got {self.strict!r}")
-        workers = self.num_workers
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-            raise UserError(
-                f"data.num_workers must be an integer >= 0 (0: decode in the training process), got {workers!r}"
-            )
-        n = self.max_images
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise UserError(f"data.max_images must be an integer >= 1 (or null: all images), got {n!r}")
-        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int):
-            raise UserError(f"data.subset_seed must be an integer, got {self.subset_seed!r}")
+        if self.num_workers is not None:
+            check_number("data.num_workers", self.num_workers, integer=True, low=0,
+                         hint=" (0: decode in the training process)")
+        if self.max_images is not None:
+            check_number("data.max_images", self.max_images, integer=True, low=1, hint=" (or null: all images)")
         if self.dataset == "digits" and self.path is not None:
             raise UserError("the built-in digits dataset takes no --data path; drop --data or set data.dataset")
         if self.dataset in ("digits", "mnist", "cifar10", "cache") and self.labels == "subdirs":
@@ -100,6 +95,8 @@ class DataConfig:
 
 
 LR_DECAYS = ("constant", "linear")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: what torch.Generator.manual_seed takes without wrapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,47 +141,40 @@ class TrainingConfig:
     lecam_decay: float = 0.99  # EMA decay of D's mean outputs that LeCam pulls towards
     lecam_start: int = 1000  # step from which the EMAs decay (before: they follow the last batch) and LeCam acts
 
+    def __post_init__(self) -> None:
+        check_field_types(self, "training")
+
     def validate(self) -> None:
-        positive = ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every", "nan_patience")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"training.{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
-            raise UserError(f"training.keep_checkpoints must be >= 0, got {self.keep_checkpoints!r}")
-        for name in ("g_lr", "d_lr"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise UserError(f"training.{name} must be a positive number, got {value!r}")
+        """Raise :class:`UserError` on a value out of its range (the types were checked when it was made)."""
+        for name in ("steps", "batch_size", "n_critic", "sample_every", "log_every", "checkpoint_every",
+                     "nan_patience", "ada_interval"):
+            check_number(f"training.{name}", getattr(self, name), integer=True, low=1)
+        for name in ("keep_checkpoints", "max_rollbacks", "lecam_start"):
+            check_number(f"training.{name}", getattr(self, name), integer=True, low=0)
+        check_number("training.seed", self.seed, integer=True, low=0, high=SEED_LIMIT, high_open=True)
+        for name in ("g_lr", "d_lr", "ada_kimg"):
+            check_number(f"training.{name}", getattr(self, name), low=0, low_open=True)
         for name in ("g_betas", "d_betas"):
-            value = getattr(self, name)
-            if len(value) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in value):
-                raise UserError(f"training.{name} must be two numbers in [0, 1), got {list(value)!r}")
+            if not all(0 <= b < 1 for b in getattr(self, name)):
+                raise UserError(f"training.{name} must be two numbers in [0, 1), got {list(getattr(self, name))!r}")
         if self.lr_decay not in LR_DECAYS:
             raise UserError(f"training.lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
-        if not 0 <= self.ema_decay < 1:
-            raise UserError(f"training.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        for name in ("ema_decay", "lecam_decay"):
+            check_number(f"training.{name}", getattr(self, name), low=0, high=1, high_open=True)
         if self.loss not in LOSS_NAMES:
             raise UserError(
                 f"training.loss {self.loss!r} is unknown{did_you_mean(self.loss, LOSS_NAMES)}; "
                 f"choose one of: {', '.join(LOSS_NAMES)}"
             )
-        if self.gp_weight is not None and self.gp_weight < 0:
-            raise UserError(f"training.gp_weight must be >= 0, got {self.gp_weight!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
+        if self.gp_weight is not None:
+            check_number("training.gp_weight", self.gp_weight, low=0)
+        if self.amp not in AMP_MODES:
             raise UserError(f"training.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-        if not 0 < self.nan_lr_factor <= 1:
-            raise UserError(f"training.nan_lr_factor must be in (0, 1], got {self.nan_lr_factor!r}")
-        if not isinstance(self.max_rollbacks, int) or self.max_rollbacks < 0:
-            raise UserError(f"training.max_rollbacks must be >= 0, got {self.max_rollbacks!r}")
-        if self.drift < 0:
-            raise UserError(f"training.drift must be >= 0, got {self.drift!r}")
-        if self.eval_every is not None and (
-            isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0
-        ):
-            raise UserError(f"training.eval_every must be an integer >= 0 (0 or null: off), got {self.eval_every!r}")
-        if isinstance(self.eval_num, bool) or not isinstance(self.eval_num, int) or self.eval_num < 2:
-            raise UserError(f"training.eval_num must be an integer >= 2, got {self.eval_num!r}")
+        check_number("training.nan_lr_factor", self.nan_lr_factor, low=0, high=1, low_open=True)
+        check_number("training.drift", self.drift, low=0)
+        if self.eval_every is not None:
+            check_number("training.eval_every", self.eval_every, integer=True, low=0, hint=" (0 or null: off)")
+        check_number("training.eval_num", self.eval_num, integer=True, low=2)
         self._validate_augmentation()
 
     def _validate_augmentation(self) -> None:
@@ -197,18 +187,9 @@ class TrainingConfig:
             parse_policy(self.augment_policy)
         except UserError as exc:
             raise UserError(f"training.augment_policy: {exc}") from None
-        if not isinstance(self.ada_target, (int, float)) or not 0 < self.ada_target < 1:
-            raise UserError(f"training.ada_target must be in (0, 1) (stylegan2-ada uses 0.6), got {self.ada_target!r}")
-        for name in ("ada_interval", "lecam_start"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "ada_interval" else 0):
-                raise UserError(f"training.{name} must be an integer >= {int(name == 'ada_interval')}, got {value!r}")
-        if not isinstance(self.ada_kimg, (int, float)) or self.ada_kimg <= 0:
-            raise UserError(f"training.ada_kimg must be a positive number, got {self.ada_kimg!r}")
-        if not isinstance(self.lecam_weight, (int, float)) or self.lecam_weight < 0:
-            raise UserError(f"training.lecam_weight must be >= 0 (0: off), got {self.lecam_weight!r}")
-        if not isinstance(self.lecam_decay, (int, float)) or not 0 <= self.lecam_decay < 1:
-            raise UserError(f"training.lecam_decay must be in [0, 1), got {self.lecam_decay!r}")
+        check_number("training.ada_target", self.ada_target, low=0, high=1, low_open=True, high_open=True,
+                     hint=" (stylegan2-ada uses 0.6)")
+        check_number("training.lecam_weight", self.lecam_weight, low=0, hint=" (0: off)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,9 +221,9 @@ class RunConfig:
             )
         if not isinstance(data.get("model"), dict):
             raise UserError("the config has no 'model' section; start from a preset (gankit train --preset NAME)")
-        training = _section(TrainingConfig, data.get("training") or {}, "training")
+        training = build_section(TrainingConfig, data.get("training") or {}, "training")
         training.validate()
-        data_cfg = _section(DataConfig, data.get("data") or {}, "data")
+        data_cfg = build_section(DataConfig, data.get("data") or {}, "data")
         data_cfg.validate()
         if data_cfg.max_images is not None and data_cfg.max_images < training.batch_size:
             raise UserError(
@@ -263,18 +244,6 @@ class RunConfig:
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _section(cls: type, values: dict[str, Any], name: str):
-    if not isinstance(values, dict):
-        raise UserError(f"config section {name!r} must be a mapping of key: value")
-    fields = [f.name for f in dataclasses.fields(cls)]
-    for key in values:
-        if key not in fields:
-            raise UserError(
-                f"unknown config key {name}.{key}{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
-            )
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 # ----------------------------------------------------------------------------------------------- presets
@@ -332,16 +301,51 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
-    """``--set section.key=value`` (value parsed as YAML); a bare ``key`` is found if it is unique."""
+# The flags of `gankit train` that set a config key: argparse name -> (the flag, section.key). A new run merges
+# their values over the preset (flag_overrides); a resume checks them like --set of that key.
+TRAIN_FLAGS: dict[str, tuple[str, str]] = {
+    "steps": ("--steps", "training.steps"),
+    "device": ("--device", "training.device"),
+    "checkpoint_every": ("--checkpoint-every", "training.checkpoint_every"),
+    "batch_size": ("--batch-size", "training.batch_size"),
+    "seed": ("--seed", "training.seed"),
+    "data": ("--data", "data.path"),
+    "dataset": ("--dataset", "data.dataset"),
+    "labels": ("--labels", "data.labels"),
+    "strict": ("--strict", "data.strict"),
+}
+
+
+def flag_overrides(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The config sections the given flags set (``values``: argparse name -> value, None where not given):
+    ``{"training": {"steps": 10}, "data": {...}}``. ``--data`` alone means its format is detected
+    (``data.dataset: auto``)."""
+    out: dict[str, dict[str, Any]] = {"training": {}, "data": {}}
+    for name, (_, key) in TRAIN_FLAGS.items():
+        if values.get(name) is not None:
+            section, field = key.split(".")
+            out[section][field] = values[name]
+    if "path" in out["data"]:
+        out["data"].setdefault("dataset", "auto")
+    return out
+
+
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """``key=value`` as ``--set`` takes it: ``(key, value)``, the value read as YAML 1.2 (text that is not YAML
+    stays text; nothing after ``=`` is null)."""
     if "=" not in assignment:
         raise UserError(f"--set {assignment!r}: expected key=value, e.g. --set training.g_lr=2e-4")
     key, raw = assignment.split("=", 1)
-    key = key.strip()
     try:
         value = yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    return key.strip(), value
+
+
+def apply_set(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """``data`` with ``--set section.key=value`` applied; a bare ``key`` is found if it is unique."""
+    key, value = parse_assignment(assignment)
     path = key.split(".")
     if len(path) == 1:
         owners = [

@@ -6,8 +6,7 @@ fsynced and renamed over the target, so a crash or a full disk leaves the comple
 one, never half of one. A process killed mid-write leaves its temporary (``.NAME.xxxxxxxx.tmp``) behind;
 :func:`remove_stale_temporaries` deletes those, and only those whose writer is gone. Checkpoints hold plain data
 only and load with ``torch.load(weights_only=True)``; exports are safetensors files with the model config as JSON
-in their metadata. :class:`PretrainedDir` names the files of a pretrained folder (the Hugging Face Hub layout of
-``huggingface_hub.PyTorchModelHubMixin``) and :func:`model_card` writes its README.
+in their metadata.
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ import dataclasses
 import errno
 import hashlib
 import json
-import math
 import os
 import pickle
 import re
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -42,7 +39,10 @@ except ImportError:  # Windows: no flock; see remove_stale_temporaries
 CHECKPOINT_FORMAT = "gankit-checkpoint"
 CHECKPOINT_VERSION = 1
 EXPORT_FORMAT = "gankit-generator"
-SPECTRAL_NORM_FOLDED = "spectral_norm_folded"  # export metadata: "true" when SN was folded into the weights
+# The one spelling of the folded-spectral-norm flag: an export's metadata ("true" / "false") and a pretrained
+# folder's config.json (true / false) say with it that spectral norm was folded into the stored weights, so a
+# loader folds a fresh model the same way before loading them (Generator.from_state(..., folded=True)).
+SPECTRAL_NORM_FOLDED = "spectral_norm_folded"
 
 Content = bytes | str | Callable[[IO[bytes]], Any]
 
@@ -362,141 +362,3 @@ class RunDir:
             if candidate.is_file():
                 return candidate
         return None
-
-
-# ------------------------------------------------------------------------------------- pretrained folders
-
-# safetensors metadata of model.safetensors: what huggingface_hub (save_model) and transformers write and check
-PRETRAINED_WEIGHTS_METADATA = {"format": "pt"}
-
-
-@dataclasses.dataclass(frozen=True)
-class PretrainedDir:
-    """The files of a pretrained folder, named in one place: the layout ``huggingface_hub.PyTorchModelHubMixin``
-    writes and reads, so either side loads the other's folders::
-
-        model.safetensors                 the (EMA) generator's state dict, plain tensor names
-        config.json                       flat: the model config fields (with "family") + META_KEYS
-        README.md                         the model card (YAML front matter + Markdown)
-        samples.png                       a sample grid of the generator
-        discriminator/model.safetensors   optional: the discriminator's state dict
-        discriminator/config.json         its model config fields + gankit_version
-    """
-
-    root: Path
-
-    WEIGHTS = "model.safetensors"
-    CONFIG = "config.json"
-    CARD = "README.md"
-    SAMPLES = "samples.png"
-    DISCRIMINATOR = "discriminator"
-    # what gankit writes, so what overwrite=True removes (and nothing else of the folder)
-    ARTEFACTS = (WEIGHTS, CONFIG, CARD, SAMPLES, DISCRIMINATOR)
-    # config.json keys that are not model config fields: the sampling convention and provenance
-    META_KEYS = (
-        "gankit_version", "latent", "truncation", "data_range", "output_range", "eval_mode", "spectral_norm_folded",
-    )  # fmt: skip
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        object.__setattr__(self, "root", Path(root))
-
-    @property
-    def weights(self) -> Path:
-        return self.root / self.WEIGHTS
-
-    @property
-    def config(self) -> Path:
-        return self.root / self.CONFIG
-
-    @property
-    def card(self) -> Path:
-        return self.root / self.CARD
-
-    @property
-    def samples(self) -> Path:
-        return self.root / self.SAMPLES
-
-    @property
-    def discriminator(self) -> PretrainedDir:
-        return PretrainedDir(self.root / self.DISCRIMINATOR)
-
-    def is_pretrained(self) -> bool:
-        """True when the folder holds a pretrained model (its weights or its config.json)."""
-        return self.weights.is_file() or self.config.is_file()
-
-    def prepare(self, overwrite: bool = False) -> Path:
-        """Make the folder ready for writing: created when missing; a non-empty one is refused unless
-        ``overwrite``, which removes gankit's files (:attr:`ARTEFACTS`) first, so no stale file (an older
-        discriminator, a sample grid) stays beside the new weights. Other files are left alone."""
-        if self.root.exists() and not self.root.is_dir():
-            raise UserError(f"{self.root} is a file; give a folder for the pretrained model")
-        if self.root.is_dir() and any(self.root.iterdir()):
-            if not overwrite:
-                raise UserError(f"{self.root} is not empty; choose a new folder or pass overwrite=True to replace it")
-            for name in self.ARTEFACTS:
-                target = self.root / name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink(missing_ok=True)
-        self.root.mkdir(parents=True, exist_ok=True)
-        return self.root
-
-    def write(self, state: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
-        """``state`` as model.safetensors and ``config`` as config.json (atomically, each)."""
-        save_safetensors(self.weights, state, dict(PRETRAINED_WEIGHTS_METADATA))
-        write_json(self.config, config)
-        return self.root
-
-    def read(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """``(config.json as a dict, state dict)``; a missing or unreadable file is a one-line :class:`UserError`."""
-        for path in (self.config, self.weights):
-            if not path.is_file():
-                raise UserError(f"{self.root} has no {path.name}; a pretrained folder holds {self.WEIGHTS} and "
-                                f"{self.CONFIG} (gankit.save_pretrained writes both)")
-        try:
-            config = json.loads(self.config.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as exc:
-            raise DamagedFile(f"{self.config} is not readable JSON ({str(exc)[:120]})") from None
-        if not isinstance(config, dict):
-            raise UserError(f"{self.config} must hold a JSON object of model settings")
-        state, _ = read_safetensors(self.weights)
-        return config, state
-
-
-_PLAIN_SCALAR = re.compile(r"[A-Za-z_][\w.\-/]*")
-_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}  # plain words YAML reads as non-strings
-
-
-def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, str) and _PLAIN_SCALAR.fullmatch(value) and value.lower() not in _YAML_WORDS:
-        return value
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
-        text = repr(value)  # YAML 1.1 readers take 1e-05 for a string: the mantissa needs a dot
-        return text.replace("e", ".0e") if "e" in text and "." not in text else text
-    return json.dumps(value)  # JSON scalars are valid YAML flow scalars (quoted strings, numbers, true, null)
-
-
-def _yaml_lines(value: Any, indent: int) -> list[str]:
-    pad = "  " * indent
-    if isinstance(value, dict):
-        lines = []
-        for key, item in value.items():
-            if isinstance(item, (dict, list)) and item:
-                lines += [f"{pad}{key}:", *_yaml_lines(item, indent + 1)]
-            else:
-                lines.append(f"{pad}{key}: {_yaml_scalar(item)}")
-        return lines
-    lines = []
-    for item in value:  # a list: "- " takes the place of the item's first indentation
-        sub = _yaml_lines(item, indent + 1) if isinstance(item, (dict, list)) and item else [_yaml_scalar(item)]
-        lines += [f"{pad}- {sub[0].lstrip()}", *sub[1:]]
-    return lines
-
-
-def model_card(front_matter: dict[str, Any], body: str) -> str:
-    """A model card: ``front_matter`` (plain data) as a YAML block between ``---`` lines, then the Markdown
-    ``body``. Written by plain formatting (no Jinja, no YAML library); the Hub and ``yaml.safe_load`` read it."""
-    return "---\n" + "\n".join(_yaml_lines(front_matter, 0)) + "\n---\n\n" + body.strip() + "\n"

@@ -14,24 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
 from gankit.api import load_generator
 from gankit.errors import ParameterError, refuse_overwrite
 from gankit.io import SPECTRAL_NORM_FOLDED
-from gankit.models.base import Generator
-from gankit.models.registry import build_generator
-from gankit.nn import fold_spectral_norm, has_spectral_norm
-
-
-def count_spectral_norm(module: nn.Module) -> int:
-    """How many layers inside ``module`` carry a spectral-norm parametrization."""
-    return sum(has_spectral_norm(m) for m in module.modules())
-
-
-def fold_generator(generator: Generator) -> Generator:
-    """Put ``generator`` in eval mode and fold its spectral norm into plain weights (in place)."""
-    return fold_spectral_norm(generator.eval())
+from gankit.nn import fold_spectral_norm
 
 
 def export_generator(
@@ -39,8 +25,9 @@ def export_generator(
 ) -> tuple[Path, bool]:
     """Write the generator of ``source`` (run folder, ``.pt`` checkpoint or ``.safetensors`` export) to ``out``.
 
-    ``fold_sn`` folds spectral norm (see :func:`fold_generator`); ``ema=False`` takes the raw generator of a
-    checkpoint instead of its EMA. Returns the written path and whether the file's spectral norm is folded.
+    ``fold_sn`` folds spectral norm into plain weights (eval mode: the same outputs, no u/v vectors);
+    ``ema=False`` takes the raw generator of a checkpoint instead of its EMA. Returns the written path and whether
+    the file's spectral norm is folded.
     """
     out = Path(out)
     if out.is_dir():
@@ -50,11 +37,10 @@ def export_generator(
     refuse_overwrite([out], overwrite)
     generator = load_generator(source, ema=ema).cpu()
     if fold_sn:
-        fold_generator(generator)
-    # Folded = no SN left although the family's config puts it somewhere (a source may already be folded).
-    folded = count_spectral_norm(generator) == 0 and count_spectral_norm(build_generator(generator.config)) > 0
+        fold_spectral_norm(generator.eval())
+    folded = generator.spectral_norm_folded()  # (a source may already be folded)
     meta = {SPECTRAL_NORM_FOLDED: "true" if folded else "false", "ema": "true" if ema else "false"}
     return generator.save_export(out, **meta), folded
 
 
-__all__ = ["count_spectral_norm", "export_generator", "fold_generator"]
+__all__ = ["export_generator"]

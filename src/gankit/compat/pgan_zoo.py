@@ -25,9 +25,8 @@ from typing import Any
 
 import torch
 
-from gankit.errors import UserError
+from gankit.errors import UserError, did_you_mean
 from gankit.io import file_sha256
-from gankit.models.base import check_state_matches, did_you_mean
 from gankit.models.pgan import SQRT2, PGANConfig, ProgressiveGenerator, zoo_steps_per_scale
 
 ZOO_CONFIG_GLOBAL = "models.utils.config.BaseConfig"
@@ -287,12 +286,11 @@ def pgan_config_from_zoo(config: ZooBaseConfig, netG: dict[str, torch.Tensor], s
 def generator_from_state(config: ZooBaseConfig, state: dict[str, torch.Tensor], source: str) -> ProgressiveGenerator:
     """A gankit generator (eval mode, float32, CPU) holding a zoo ``netG`` / ``avgG`` state dict."""
     cfg, alpha = pgan_config_from_zoo(config, state, source)
-    generator = ProgressiveGenerator(cfg, scale=cfg.num_scales - 1)
     weights = convert_generator_state(state, source)
     hint = (f" (its config: depthScale0 {cfg.depths[0]}, depthOtherScales {list(cfg.depths[1:])}, "
             f"{cfg.num_scales} scales)")
-    check_state_matches(generator, weights, source, skip=("alpha",), hint=hint)  # alpha is gankit's, not stored
-    generator.load_state_dict({**weights, "alpha": torch.tensor(alpha)})
+    weights["alpha"] = torch.tensor(alpha)  # gankit's fade state, not one of the zoo's tensors
+    generator = ProgressiveGenerator.from_state(cfg, weights, source=source, hint=hint)
     return generator.eval().requires_grad_(False)
 
 

@@ -7,7 +7,6 @@ The trainer, the CLI and the loaders only use this interface: ``G(z, y)``, ``G.s
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from pathlib import Path
@@ -16,45 +15,40 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from gankit.checks import build_section, check_field_types, check_number
 from gankit.errors import ParameterError, UserError
-from gankit.io import PretrainedDir, atomic_write, model_card, save_generator_export
-from gankit.nn import has_spectral_norm
-from gankit.version import __version__
+from gankit.io import save_generator_export
+from gankit.nn import fold_spectral_norm, has_spectral_norm
 
 C = TypeVar("C", bound="ModelConfig")
 
 
-def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Base of the frozen per-family config dataclasses; stored as plain data in checkpoints."""
+    """Base of the frozen per-family config dataclasses; stored as plain data in checkpoints.
+
+    The fields every family has are declared here; a family redeclares one to change its default. Every field's
+    type is checked when a config is made (:func:`gankit.checks.check_field_types`), its range by :meth:`validate`.
+    """
 
     family: ClassVar[str] = ""
+
+    image_size: int = 64  # side of the generated images (a growing model's final resolution)
+    channels: int = 3  # 1 (greyscale) or 3 (RGB)
+    z_dim: int = 128  # latent size
+    num_classes: int = 0  # > 0: class-conditional with this many classes
+
+    def __post_init__(self) -> None:
+        check_field_types(self, "model")
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         """Build from plain data; unknown keys are an error (a typo must never become a default)."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values = {}
-        for key, value in data.items():
-            if key == "family":
-                if value != cls.family:
-                    raise UserError(f"model.family is {value!r} but this is a {cls.family!r} config")
-                continue
-            if key not in fields:
-                raise UserError(
-                    f"unknown model key {key!r} for family {cls.family!r}{did_you_mean(key, list(fields))}; "
-                    f"valid keys: {', '.join(fields)}"
-                )
-            if isinstance(value, list):
-                value = tuple(value)
-            values[key] = value
-        cfg = cls(**values)
+        values = dict(data)
+        family = values.pop("family", cls.family)
+        if family != cls.family:
+            raise UserError(f"model.family is {family!r} but this is a {cls.family!r} config")
+        cfg = build_section(cls, values, "model", unknown_hint=f" for family {cls.family!r}")
         cfg.validate()
         return cfg
 
@@ -67,26 +61,16 @@ class ModelConfig:
         return out
 
     def validate(self) -> None:
-        """Raise :class:`UserError` on an impossible configuration."""
-
-
-def check_integers(cfg: ModelConfig, names: tuple[str, ...], minimum: int) -> None:
-    """Each named field is an int (not a bool) ``>= minimum``."""
-    for name in names:
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise UserError(f"model.{name} must be {what}, got {value!r}")
+        """Raise :class:`UserError` on an impossible configuration (the types were checked when it was made)."""
 
 
 def check_conv_family(cfg: ModelConfig) -> None:
     """The checks every conv family (SAGAN, SN-GAN, DCGAN) shares: channels, widths, classes."""
-    if cfg.channels not in (1, 3):  # type: ignore[attr-defined]
-        raise UserError(f"model.channels must be 1 or 3, got {cfg.channels!r}")  # type: ignore[attr-defined]
-    check_integers(cfg, ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"), 1)
-    n = cfg.num_classes  # type: ignore[attr-defined]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise UserError(f"model.num_classes must be >= 0 (0 = unconditional), got {n!r}")
+    if cfg.channels not in (1, 3):
+        raise UserError(f"model.channels must be 1 or 3, got {cfg.channels!r}")
+    for name in ("z_dim", "g_conv_dim", "d_conv_dim", "sn_power_iterations"):
+        check_number(f"model.{name}", getattr(cfg, name), integer=True, low=1)
+    check_number("model.num_classes", cfg.num_classes, integer=True, low=0, hint=" (0 = unconditional)")
 
 
 def check_state_matches(
@@ -113,10 +97,14 @@ def check_power_of_two(name: str, value: int, low: int, high: int) -> None:
         raise UserError(f"model.{name} must be a power of two from {low} to {high}, got {value!r}")
 
 
-class _Network(nn.Module):
-    """What G and D share: the constructor preamble (validate the config, keep it, ``num_classes``) and loading
-    weights written by any gankit version."""
+N = TypeVar("N", bound="_Network")
 
+
+class _Network(nn.Module):
+    """What G and D share: the constructor preamble (validate the config, keep it, ``num_classes``), building a
+    network from stored weights (:meth:`from_state`) and loading weights written by any gankit version."""
+
+    config_class: ClassVar[type[ModelConfig]]  # each family's G and D name their config class
     config: ModelConfig
     num_classes: int
 
@@ -124,7 +112,7 @@ class _Network(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.num_classes = cfg.num_classes  # type: ignore[attr-defined]
+        self.num_classes = cfg.num_classes
 
     @classmethod
     def upgrade_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,18 +131,47 @@ class _Network(nn.Module):
         """Change the architecture to the one ``state`` was saved with, where a family can (a growing model's
         scale); a no-op for fixed architectures."""
 
-    def load_weights(self, state: dict[str, torch.Tensor], source: object) -> None:
+    @classmethod
+    def family_class(cls: type[N], config: ModelConfig) -> type[N]:
+        """The subclass of ``cls`` whose ``config_class`` is ``config``'s class (``Generator.family_class(cfg)`` is
+        e.g. ``SAGANGenerator``); a :class:`UserError` when no family's class takes that config."""
+        if getattr(cls, "config_class", None) is type(config):
+            return cls
+        for sub in cls.__subclasses__():
+            try:
+                return sub.family_class(config)
+            except UserError:
+                continue
+        raise UserError(f"no {cls.__name__} takes a {type(config).__name__} (family {config.family!r})")
+
+    @classmethod
+    def from_state(
+        cls: type[N],
+        config: ModelConfig,
+        state: dict[str, torch.Tensor],
+        *,
+        source: object,
+        folded: bool = False,
+        hint: str = "",
+    ) -> N:
+        """The one way a network is built from stored weights: the family's network for ``config``, with ``state``
+        loaded strictly (:meth:`load_weights`; ``source`` names the file in messages). ``folded``: the stored weights
+        have spectral norm folded in (see :data:`gankit.io.SPECTRAL_NORM_FOLDED`), so the fresh network is folded
+        the same way first. ``hint`` ends the message of a mismatch (e.g. the source's own config). Called on the
+        base class it picks the family (``Generator.from_state(cfg, ...)``)."""
+        network = cls.family_class(config)(config)
+        if folded:
+            fold_spectral_norm(network.eval())
+        network.load_weights(state, source, hint=hint)
+        return network
+
+    def load_weights(self, state: dict[str, torch.Tensor], source: object, *, hint: str = "") -> None:
         """Load a saved state strictly: a missing, unexpected or wrongly shaped tensor is a one-line
         :class:`UserError` naming it and ``source`` (the file), never a silent partial load."""
         state = self.upgrade_state_dict(dict(state))
         self.adapt_to_state_dict(state)
-        check_state_matches(self, state, source)
+        check_state_matches(self, state, source, hint=hint)
         nn.Module.load_state_dict(self, state)
-
-    def pretrained_config(self) -> dict[str, Any]:
-        """The flat ``config.json`` of a pretrained folder: the model config fields (``family`` included) and
-        ``gankit_version``."""
-        return {**self.config.to_dict(), "gankit_version": __version__}
 
 
 class Generator(_Network):
@@ -165,12 +182,12 @@ class Generator(_Network):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
-        self.z_dim, self.channels = cfg.z_dim, cfg.channels  # type: ignore[attr-defined]
+        self.z_dim, self.channels = cfg.z_dim, cfg.channels
 
     @property
     def image_size(self) -> int:
         """Side of the generated images (a growing model's current resolution)."""
-        return self.config.image_size  # type: ignore[attr-defined]
+        return self.config.image_size
 
     @property
     def device(self) -> torch.device:
@@ -199,78 +216,6 @@ class Generator(_Network):
         with torch.random.fork_rng(devices=[]):
             fresh = type(self)(self.config)
         return any(has_spectral_norm(m) for m in fresh.modules())
-
-    def pretrained_config(self) -> dict[str, Any]:
-        """The flat ``config.json`` of a pretrained folder: the model config fields, ``gankit_version`` and the
-        sampling convention (the keys of :attr:`gankit.io.PretrainedDir.META_KEYS`): latents ``z ~ N(0, I)`` of
-        shape ``(z_dim,)``, no truncation, training images scaled to ``data_range``, outputs bounded to
-        ``output_range`` (None: unbounded), evaluated in eval mode (BatchNorm running statistics)."""
-        return {
-            **super().pretrained_config(),
-            "latent": "normal",
-            "truncation": None,
-            "data_range": [-1.0, 1.0],
-            "output_range": self.output_range(),
-            "eval_mode": True,
-            "spectral_norm_folded": self.spectral_norm_folded(),
-        }
-
-    def model_card(
-        self,
-        repo_id: str | None = None,
-        *,
-        front_matter: dict[str, Any] | None = None,
-        intro: tuple[str, ...] = (),
-        sections: tuple[str, ...] = (),
-    ) -> str:
-        """The README.md of a pretrained folder: YAML front matter (``library_name``, ``pipeline_tag``, ``tags``,
-        then ``front_matter``) and Markdown: what the model is, ``intro`` (e.g. the sample grid), how to load it
-        (from ``repo_id``, or a placeholder), its sampling convention, then ``sections`` (training, evaluation)."""
-        cfg, k = self.config, self.num_classes
-        kind = f"class-conditional ({k} classes)" if k else "unconditional"
-        size = self.image_size  # a growing model's current resolution: the one its weights produce
-        front: dict[str, Any] = {
-            "library_name": "gankit",
-            "pipeline_tag": "unconditional-image-generation",
-            "tags": ["gan", cfg.family, "pytorch", "class-conditional" if k else "unconditional"],
-            **(front_matter or {}),
-        }
-        name = repo_id or "user/name"
-        labels = f"torch.arange(16) % {k}" if k else "None"
-        outputs = "in [-1, 1] (final tanh)" if self.output_range() else "unbounded (no final tanh; clamp to [-1, 1])"
-        body = [
-            f"# {repo_id or cfg.family + ' generator'}",
-            f"A {kind} {cfg.family} generator of {size}x{size} images with {self.channels} channel(s), made with "
-            "gankit.",
-            *intro,
-            "## Use\n\n```python\nimport torch\nimport gankit\n\n"
-            f'G = gankit.load_generator("{name}")  # or the path of this folder\n'
-            f"images = G.sample(16, labels={labels}, generator=torch.Generator().manual_seed(0))\n"
-            f"# images: (16, {self.channels}, {size}, {size}) float tensor\n```\n\n"
-            f"On the command line: `gankit sample --checkpoint {name} --num 64 --out samples.png`.",
-            "## Sampling convention\n\n"
-            f"- latents: `z ~ N(0, I)` of shape `(B, {self.z_dim})` (`G.sample_latents`), not truncated\n"
-            + (f"- labels: class ids `0..{k - 1}` of shape `(B,)`: `G(z, y)`\n" if k else "- no labels: `G(z)`\n")
-            + f"- outputs: `(B, {self.channels}, {size}, {size})`, {outputs}; training images were scaled to "
-            "[-1, 1], so pixel values are `(x + 1) * 127.5`\n"
-            "- eval mode: BatchNorm uses its running statistics (`gankit.load_generator` returns G in eval mode)\n"
-            "- `config.json` holds the model config and this convention, `model.safetensors` the weights: the "
-            "layout of `huggingface_hub.PyTorchModelHubMixin`",
-            *sections,
-        ]
-        return model_card(front, "\n\n".join(body))
-
-    def save_pretrained(self, folder: str | os.PathLike, *, overwrite: bool = False, card: str | None = None) -> Path:
-        """Write this generator as a pretrained folder (:class:`gankit.io.PretrainedDir`): ``model.safetensors``
-        (its state dict), the flat ``config.json`` (:meth:`pretrained_config`) and ``README.md`` (``card``, by
-        default :meth:`model_card`). ``gankit.load_generator(folder)`` and PyTorchModelHubMixin classes read it.
-        A non-empty ``folder`` is refused unless ``overwrite``. ``gankit.save_pretrained`` adds a sample grid, the
-        training recipe, evaluation results and optionally the discriminator."""
-        out = PretrainedDir(folder)
-        out.prepare(overwrite)
-        out.write(self.state_dict(), self.pretrained_config())
-        atomic_write(out.card, self.model_card() if card is None else card)
-        return out.root
 
     def sample_latents(
         self, n: int, generator: torch.Generator | None = None, truncation: float | None = None

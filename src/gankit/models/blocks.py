@@ -14,24 +14,40 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.checks import check_number
 from gankit.errors import UserError
 from gankit.nn import ConditionalBatchNorm2d, maybe_spectral_norm
 
 INIT_SCHEMES = ("normal", "xavier", "default")
 
 
-def check_block_options(cfg: object) -> None:
+class BlockOptions(Protocol):
+    """The config fields of the options these blocks take (SN-GAN's and DCGAN's configs)."""
+
+    d_leaky_slope: float
+    init: str
+
+
+class ProjectionOptions(Protocol):
+    """The config fields the projection embedding reads (every conv family's config)."""
+
+    num_classes: int
+    d_spectral_norm: bool
+    embedding_spectral_norm: bool
+    sn_power_iterations: int
+
+
+def check_block_options(cfg: BlockOptions) -> None:
     """The config checks of the options these blocks take (SN-GAN and DCGAN): ``d_leaky_slope``, ``init``."""
-    slope, init = cfg.d_leaky_slope, cfg.init  # type: ignore[attr-defined]
-    if not isinstance(slope, (int, float)) or slope < 0:
-        raise UserError(f"model.d_leaky_slope must be >= 0, got {slope!r}")
-    if init not in INIT_SCHEMES:
-        raise UserError(f"model.init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
+    check_number("model.d_leaky_slope", cfg.d_leaky_slope, low=0)
+    if cfg.init not in INIT_SCHEMES:
+        raise UserError(f"model.init must be one of {', '.join(INIT_SCHEMES)}, got {cfg.init!r}")
 
 
 def init_layer(module: nn.Module, scheme: str, gain: float = 1.0) -> nn.Module:
@@ -206,15 +222,15 @@ class DResBlock(nn.Module):
         return h + (F.avg_pool2d(sc, 2) if self.downsample else sc)
 
 
-def projection_embedding(cfg: object, features: int, init: str) -> nn.Module | None:
+def projection_embedding(cfg: ProjectionOptions, features: int, init: str) -> nn.Module | None:
     """The projection discriminator's class embedding ``(num_classes -> features)``, with spectral norm when the
     config puts it on D and on the embedding (``d_spectral_norm`` and ``embedding_spectral_norm``); None for an
     unconditional model."""
-    if not cfg.num_classes:  # type: ignore[attr-defined]
+    if not cfg.num_classes:
         return None
-    sn = cfg.d_spectral_norm and cfg.embedding_spectral_norm  # type: ignore[attr-defined]
-    make = LayerMaker(init=init, sn=sn, n_power_iterations=cfg.sn_power_iterations)  # type: ignore[attr-defined]
-    return make(nn.Embedding(cfg.num_classes, features))  # type: ignore[attr-defined]
+    sn = cfg.d_spectral_norm and cfg.embedding_spectral_norm
+    make = LayerMaker(init=init, sn=sn, n_power_iterations=cfg.sn_power_iterations)
+    return make(nn.Embedding(cfg.num_classes, features))
 
 
 def projection(embed: nn.Module | None, y: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:

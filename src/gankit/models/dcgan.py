@@ -21,12 +21,12 @@ import dataclasses
 import torch
 from torch import nn
 
+from gankit.checks import check_number
 from gankit.models.base import (
     Discriminator,
     Generator,
     ModelConfig,
     check_conv_family,
-    check_integers,
     check_power_of_two,
 )
 from gankit.models.blocks import (
@@ -45,12 +45,9 @@ class DCGANConfig(ModelConfig):
 
     family = "dcgan"
 
-    image_size: int = 64
-    channels: int = 3
     z_dim: int = 100
     g_conv_dim: int = 64
     d_conv_dim: int = 64
-    num_classes: int = 0
     g_spectral_norm: bool = False
     d_spectral_norm: bool = False
     embedding_spectral_norm: bool = True
@@ -71,13 +68,15 @@ class DCGANConfig(ModelConfig):
 
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 16, 256)
-        check_integers(self, ("extra_layers",), 0)
+        check_number("model.extra_layers", self.extra_layers, integer=True, low=0)
         check_conv_family(self)
         check_block_options(self)
 
 
 class DCGANGenerator(Generator):
     """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1]."""
+
+    config_class = DCGANConfig
 
     def __init__(self, cfg: DCGANConfig) -> None:
         super().__init__(cfg)
@@ -103,6 +102,8 @@ class DCGANGenerator(Generator):
 
 class DCGANDiscriminator(Discriminator):
     """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (plus the projection term when conditional)."""
+
+    config_class = DCGANConfig
 
     def __init__(self, cfg: DCGANConfig) -> None:
         super().__init__(cfg)

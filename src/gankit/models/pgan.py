@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.checks import check_number
 from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_integers, check_power_of_two
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
 from gankit.nn.equalized import (
     SQRT2,
     EqualizedConv2d,
@@ -68,12 +69,11 @@ class PGANConfig(ModelConfig):
     family = "pgan"
 
     image_size: int = 1024  # final resolution; 4 * 2**(number of scales - 1)
-    channels: int = 3
     z_dim: int = 512
-    num_classes: int = 0  # > 0: a one-hot class appended to the latent, projection term in D
-    # Conditional models only. False (the zoo's form): the one-hot is pixel-normalised together with z, so the class
-    # is 1 of z_dim + 1 unit-size inputs and weighs like one latent coordinate. True: an embedding of the class
-    # normalised on its own carries as much of the input as the whole latent.
+    # num_classes > 0: a one-hot class appended to the latent, a projection term in D. For conditional models:
+    # False (the zoo's form): the one-hot is pixel-normalised together with z, so the class is 1 of z_dim + 1
+    # unit-size inputs and weighs like one latent coordinate. True: an embedding of the class normalised on its
+    # own carries as much of the input as the whole latent.
     class_embedding: bool = False
     depths: tuple[int, ...] = ZOO_DEPTHS  # width of each scale, 4x4 first
     leaky_slope: float = 0.2
@@ -99,13 +99,14 @@ class PGANConfig(ModelConfig):
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 4, 1024)
         n = self.num_scales
-        check_integers(self, ("channels", "z_dim", "fade_every"), 1)
-        check_integers(self, ("num_classes", "mbstd_group", "fade_steps"), 0)
+        for name, low in (("channels", 1), ("z_dim", 1), ("fade_every", 1), ("num_classes", 0), ("mbstd_group", 0),
+                          ("fade_steps", 0)):
+            check_number(f"model.{name}", getattr(self, name), integer=True, low=low)
         for name, allow_empty in (("depths", False), ("steps_per_scale", False), ("batch_per_scale", True)):
             values = tuple(getattr(self, name))
             if allow_empty and not values:
                 continue
-            if len(values) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            if len(values) != n or not all(v > 0 for v in values):
                 sizes = ", ".join(str(self.resolution(k)) for k in range(n))
                 raise UserError(
                     f"model.{name} must hold {n} positive integers, one per scale ({sizes}) of a "
@@ -116,12 +117,8 @@ class PGANConfig(ModelConfig):
                 f"model.fade_steps ({self.fade_steps}) is longer than a scale's step budget "
                 f"(model.steps_per_scale {list(self.steps_per_scale)}); shorten the fade or raise the budget"
             )
-        if not isinstance(self.class_embedding, bool):
-            raise UserError(f"model.class_embedding must be true or false, got {self.class_embedding!r}")
-        if not isinstance(self.leaky_slope, (int, float)) or self.leaky_slope < 0:
-            raise UserError(f"model.leaky_slope must be >= 0, got {self.leaky_slope!r}")
-        if not isinstance(self.to_rgb_gain, (int, float)) or self.to_rgb_gain <= 0:
-            raise UserError(f"model.to_rgb_gain must be > 0, got {self.to_rgb_gain!r}")
+        check_number("model.leaky_slope", self.leaky_slope, low=0)
+        check_number("model.to_rgb_gain", self.to_rgb_gain, low=0, low_open=True)
 
 
 def _check_scale(cfg: PGANConfig, scale: int) -> None:
@@ -222,6 +219,7 @@ class ProgressiveGenerator(_Growing, Generator):
     zoo's networks do, for callers that build the class part themselves.
     """
 
+    config_class = PGANConfig
     _rgb_name = "to_rgb"
 
     def __init__(self, cfg: PGANConfig, *, scale: int = 0) -> None:
@@ -309,6 +307,7 @@ class _DBlock(nn.Module):
 class ProgressiveDiscriminator(_Growing, Discriminator):
     """``D(x (B, channels, R, R), y (B,) | None) -> (B,)`` scores, ``R`` the current resolution."""
 
+    config_class = PGANConfig
     _rgb_name = "from_rgb"
 
     def __init__(self, cfg: PGANConfig, *, scale: int = 0) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig, did_you_mean
-from gankit.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
-from gankit.models.pgan import PGANConfig, ProgressiveDiscriminator, ProgressiveGenerator
-from gankit.models.sagan import SAGANConfig, SAGANDiscriminator, SAGANGenerator
-from gankit.models.sngan import SNGANConfig, SNGANDiscriminator, SNGANGenerator
+from gankit.errors import UserError, did_you_mean
+from gankit.models.base import Discriminator, Generator, ModelConfig
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from gankit.models.pgan import ProgressiveDiscriminator, ProgressiveGenerator
+from gankit.models.sagan import SAGANDiscriminator, SAGANGenerator
+from gankit.models.sngan import SNGANDiscriminator, SNGANGenerator
 
 
 @dataclass(frozen=True)
@@ -21,11 +21,20 @@ class Family:
     discriminator: type[Discriminator]
 
 
+def _family(generator: type[Generator], discriminator: type[Discriminator]) -> Family:
+    config = generator.config_class
+    assert discriminator.config_class is config, (generator, discriminator)
+    return Family(config.family, config, generator, discriminator)
+
+
 FAMILIES: dict[str, Family] = {
-    "sagan": Family("sagan", SAGANConfig, SAGANGenerator, SAGANDiscriminator),
-    "pgan": Family("pgan", PGANConfig, ProgressiveGenerator, ProgressiveDiscriminator),
-    "sngan": Family("sngan", SNGANConfig, SNGANGenerator, SNGANDiscriminator),
-    "dcgan": Family("dcgan", DCGANConfig, DCGANGenerator, DCGANDiscriminator),
+    f.name: f
+    for f in (
+        _family(SAGANGenerator, SAGANDiscriminator),
+        _family(ProgressiveGenerator, ProgressiveDiscriminator),
+        _family(SNGANGenerator, SNGANDiscriminator),
+        _family(DCGANGenerator, DCGANDiscriminator),
+    )
 }
 
 

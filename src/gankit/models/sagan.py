@@ -34,9 +34,6 @@ class SAGANConfig(ModelConfig):
 
     family = "sagan"
 
-    image_size: int = 64
-    channels: int = 3
-    z_dim: int = 128
     g_conv_dim: int = 64
     d_conv_dim: int = 64
     max_channels: int | None = None
@@ -44,7 +41,6 @@ class SAGANConfig(ModelConfig):
     d_attention_resolutions: tuple[int, ...] = (8, 4)
     attention_variant: str = "port"
     attention_spectral_norm: bool = False  # the port leaves the attention convs without SN
-    num_classes: int = 0
     g_spectral_norm: bool = True
     d_spectral_norm: bool = True
     embedding_spectral_norm: bool = True  # SN on the projection embedding (when d_spectral_norm is on)
@@ -104,6 +100,8 @@ class SAGANGenerator(Generator):
     conv, (conditional) batch norm, ReLU) with PyTorch's default initialisation, as in the port.
     """
 
+    config_class = SAGANConfig
+
     def __init__(self, cfg: SAGANConfig) -> None:
         super().__init__(cfg)
         make = LayerMaker(init="default", sn=cfg.g_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
@@ -145,6 +143,8 @@ class SAGANDiscriminator(Discriminator):
 
     Its blocks are the shared :class:`~gankit.models.blocks.DConvBlock` without batch norm (conv, LeakyReLU).
     """
+
+    config_class = SAGANConfig
 
     def __init__(self, cfg: SAGANConfig) -> None:
         super().__init__(cfg)

@@ -67,11 +67,8 @@ class SNGANConfig(ModelConfig):
 
     arch: str = "resnet"
     image_size: int = 32
-    channels: int = 3
-    z_dim: int = 128
     g_conv_dim: int = 256
     d_conv_dim: int = 128
-    num_classes: int = 0
     g_spectral_norm: bool = False
     d_spectral_norm: bool = True
     embedding_spectral_norm: bool = True  # SN on the projection embedding (when d_spectral_norm is on)
@@ -93,7 +90,7 @@ class SNGANConfig(ModelConfig):
                     f"model.arch mnist makes 28x28 images only (got image_size {self.image_size!r}); "
                     "use arch cnn or resnet for other sizes"
                 )
-        elif not isinstance(self.image_size, int) or self.image_size % 8 or not 16 <= self.image_size <= 128:
+        elif self.image_size % 8 or not 16 <= self.image_size <= 128:
             raise UserError(
                 f"model.image_size must be a multiple of 8 from 16 to 128 for arch {self.arch}, got {self.image_size!r}"
             )
@@ -105,6 +102,8 @@ class SNGANConfig(ModelConfig):
 
 class SNGANGenerator(Generator):
     """``G(z (B, z_dim), y (B,) | None) -> (B, channels, S, S)`` in [-1, 1]; ``S = 28`` for arch mnist."""
+
+    config_class = SNGANConfig
 
     def __init__(self, cfg: SNGANConfig) -> None:
         super().__init__(cfg)
@@ -156,6 +155,8 @@ class SNGANGenerator(Generator):
 
 class SNGANDiscriminator(Discriminator):
     """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (plus the projection term when conditional)."""
+
+    config_class = SNGANConfig
 
     def __init__(self, cfg: SNGANConfig) -> None:
         super().__init__(cfg)

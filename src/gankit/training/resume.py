@@ -18,9 +18,8 @@ from typing import Any
 
 from gankit.config import DataConfig, RunConfig, TrainingConfig, apply_set
 from gankit.device import select_device
-from gankit.errors import UserError
+from gankit.errors import UserError, did_you_mean
 from gankit.io import RunDir, load_checkpoint, write_json
-from gankit.models.base import did_you_mean
 
 # key -> why it is safe to change between two steps
 RESUMABLE: dict[str, str] = {
