@@ -1,5 +1,6 @@
 """The layering of docs/architecture.md, checked on the source: every ``gankit`` import (top level or inside a
-function) goes to the importer's own layer or a lower one, and no two modules import each other in a cycle.
+function) goes to the importer's own layer or a lower one, and no two modules import each other in a cycle; the
+model layer and ``io`` know nothing of the Hub; the training loop stays short enough to read as the loop.
 
 Only the package facade ``gankit/__init__.py`` may import anything (it re-exports the public API).
 """
@@ -15,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gankit"
 
 # First path component under gankit/ (module or package) -> layer, low to high.
 LAYERS = {
-    "errors": 0, "version": 0, "io": 0, "device": 0, "images": 0, "log": 0,
+    "errors": 0, "version": 0, "checks": 0, "io": 0, "device": 0, "images": 0, "log": 0,
     "nn": 1,
     "models": 2,
     "losses": 3, "compat": 3, "augment": 3,
@@ -121,3 +122,37 @@ def test_the_checker_sees_upward_and_relative_imports():
     found = gankit_imports(leaf, text)
     assert {"gankit.training.trainer", "gankit.apps.sample"} <= found
     assert all(layer_of(m) > layer_of("gankit.errors") for m in ("gankit.training.trainer", "gankit.apps.sample"))
+
+
+def _imports_anything_of_the_hub(path: Path, text: str | None = None) -> list[str]:
+    """The Hub modules ``path`` imports: ``gankit.hub*`` and ``huggingface_hub*``."""
+    text = path.read_text() if text is None else text
+    found = [m for m in gankit_imports(path, text) if m == "gankit.hub" or m.startswith("gankit.hub.")]
+    for node in ast.walk(ast.parse(text, str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        found += [n for n in names if n.split(".")[0] == "huggingface_hub"]
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in FILES if module_name(p).startswith("gankit.models") or module_name(p) == "gankit.io"],
+    ids=module_name,
+)
+def test_models_and_io_know_nothing_of_the_hub(path):
+    assert _imports_anything_of_the_hub(path) == []
+    text = path.read_text()
+    assert "PretrainedDir" not in text and "model_card" not in text
+
+
+def test_the_hub_check_sees_a_hub_import():
+    base = SRC / "models" / "base.py"
+    text = base.read_text() + "\ndef f():\n    from gankit.hub.layout import PretrainedDir\n    import huggingface_hub\n"
+    assert _imports_anything_of_the_hub(base, text) == ["gankit.hub.layout", "huggingface_hub"]
+
+
+def test_the_trainer_reads_as_the_loop():
+    """The step, checkpoints and resuming live in their own modules; what stays in trainer.py is the loop."""
+    lines = (SRC / "training" / "trainer.py").read_text().splitlines()
+    assert len(lines) < 300

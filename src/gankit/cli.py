@@ -94,28 +94,20 @@ def _add_train(sub) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from gankit.apps import train as app
+    from gankit.config import TRAIN_FLAGS, flag_overrides
     from gankit.training import distributed
+    from gankit.training.resume import check_resume_flags
 
     if args.nproc and args.nproc > 1 and not distributed.launched_by_torchrun():
         return distributed.launch(args.nproc, _without_nproc(args.argv))
+    flags = {name: getattr(args, name) for name in TRAIN_FLAGS}
+    flags["strict"] = True if args.strict else None  # store_true: False means "not given"
     if args.resume:
-        app.check_resume_flags(preset=args.preset, config_file=args.config, out=args.out, overwrite=args.overwrite,
-                               print_config=args.print_config)
-        flags = {name: getattr(args, name) for name in app.RESUME_FLAGS}
-        flags["strict"] = True if args.strict else None  # store_true: False means "not given"
+        check_resume_flags(preset=args.preset, config_file=args.config, out=args.out, overwrite=args.overwrite,
+                           print_config=args.print_config)
         return app.train(resume=args.resume, sets=args.set, flags=flags, device=args.device,
                          progress=_progress(args))
-    training = {key: getattr(args, key) for key in ("steps", "batch_size", "seed", "device", "checkpoint_every")}
-    data: dict = {}
-    if args.data is not None:  # --data names the data; its format is read from the path
-        data.update(path=args.data, dataset="auto")
-    if args.dataset is not None:
-        data["dataset"] = args.dataset
-    if args.labels is not None:
-        data["labels"] = args.labels
-    if args.strict:
-        data["strict"] = True
-    overrides = {"training": {k: v for k, v in training.items() if v is not None}, "data": data}
+    overrides = flag_overrides(flags)
     if args.print_config:
         from gankit.config import resolve_config
 

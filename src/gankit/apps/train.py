@@ -3,8 +3,8 @@
 A new run's folder is set up inside :func:`~gankit.training.new_run_dir`, so a setup that fails (bad data, a
 model that does not fit it) leaves the folder as it was. One process writes a run folder at a time: rank 0 holds
 its lock (:mod:`gankit.training.lock`) from before anything is changed (``--overwrite`` included) to the end of
-training. A resume may change the keys :mod:`gankit.training.resume` allows. SIGTERM is handled like Ctrl-C: a
-checkpoint is saved and the command that resumes is printed.
+training. A resume (:func:`gankit.training.resume.resume_run`) may change the keys that module allows. SIGTERM is
+handled like Ctrl-C: a checkpoint is saved and the command that resumes is printed.
 """
 
 from __future__ import annotations
@@ -19,24 +19,9 @@ from typing import Any
 from gankit.config import resolve_config
 from gankit.data import open_training_data
 from gankit.device import select_device
-from gankit.errors import UserError
-from gankit.io import RunDir
 from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
 from gankit.training.lock import RunLock
-from gankit.training.resume import parse_changes
-
-# flags of gankit train that set a config key; with --resume they are checked like --set of that key
-RESUME_FLAGS = {
-    "steps": ("--steps", "training.steps"),
-    "device": ("--device", "training.device"),
-    "checkpoint_every": ("--checkpoint-every", "training.checkpoint_every"),
-    "batch_size": ("--batch-size", "training.batch_size"),
-    "seed": ("--seed", "training.seed"),
-    "data": ("--data", "data.path"),
-    "dataset": ("--dataset", "data.dataset"),
-    "labels": ("--labels", "data.labels"),
-    "strict": ("--strict", "data.strict"),
-}
+from gankit.training.resume import resume_run
 
 
 def default_out(preset: str | None) -> Path:
@@ -77,25 +62,6 @@ def start(
     with setup:
         distributed.barrier()
         return Trainer(cfg, folder, progress=progress, source=source)
-
-
-def resume_run(
-    run_dir: str | Path,
-    *,
-    sets: list[str] | None = None,
-    flags: dict[str, Any] | None = None,
-    progress: bool | None = None,
-    held: contextlib.ExitStack | None = None,
-) -> Trainer:
-    """A trainer that continues ``run_dir``, with the changes of ``sets`` (``key=value``) and ``flags`` (the
-    values of :data:`RESUME_FLAGS`, None where not given). Every change is checked before rank 0 takes the
-    folder's lock (released when ``held`` closes), and the lock before anything is written."""
-    given = {key: (flag, (flags or {}).get(name)) for name, (flag, key) in RESUME_FLAGS.items()}
-    changes = parse_changes(sets or [], given)
-    lock = RunLock(run_dir)
-    if held is not None:
-        held.callback(lock.release)
-    return Trainer.resume(run_dir, progress=progress, changes=changes, lock=lock)
 
 
 def fit(trainer: Trainer, say: Callable[..., None]) -> int:
@@ -146,19 +112,3 @@ def train(
             return fit(trainer, say)
     finally:
         distributed.cleanup()  # destroy_process_group on every exit path
-
-
-def check_resume_flags(
-    *, preset: str | None, config_file: str | None, out: str | None = None, overwrite: bool = False,
-    print_config: bool = False,
-) -> None:
-    """Refuse the flags of a new run that have no meaning for ``--resume`` (one line, before anything is read)."""
-    if preset or config_file:
-        raise UserError("--resume continues a run with its own config; drop --preset / --config (change single "
-                        "settings with --set key=value)")
-    if out:
-        raise UserError("--resume RUN continues the run in RUN; drop --out")
-    if overwrite:
-        raise UserError("--overwrite starts a run over; it has no meaning with --resume (drop one of them)")
-    if print_config:
-        raise UserError(f"--print-config shows a new run's config; a run's own is RUN/{RunDir.CONFIG}")

@@ -1,4 +1,5 @@
-"""Training: the loop, growth, EMA, logging, evaluation during training and run folders."""
+"""Training: the step (:mod:`~gankit.training.step`), the loop (:mod:`~gankit.training.trainer`), checkpoints and
+outputs, resuming, growth, EMA, logging, evaluation during training and run folders."""
 
 from gankit.training.ema import EMA
 from gankit.training.run import new_run_dir, prepare_run_dir

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -11,12 +13,13 @@ from gankit.config import RunConfig
 from gankit.errors import UserError
 from gankit.io import RunDir, save_checkpoint, write_json
 from gankit.metrics.evaluate import Evaluator
+from gankit.models.base import Generator
 
 COLUMNS = ("fid", "kid", "is", "precision", "recall", "density", "coverage")
 
 
 class TrainingEvaluation:
-    """The trainer's hook: metrics of the EMA generator every ``eval_every`` steps; ``checkpoints/best.pt``.
+    """Evaluation during training: metrics of the EMA generator every ``eval_every`` steps; ``checkpoints/best.pt``.
 
     The best FID so far is kept in ``checkpoints/best.json`` (so a resumed run keeps it); ``best.pt`` holds the
     full training state of that step, loadable like any checkpoint. Built when training starts, so a missing
@@ -30,8 +33,8 @@ class TrainingEvaluation:
             raise UserError("evaluation during training needs data.path; set it or turn off training.eval_every")
         self.evaluator = Evaluator(
             data,
-            image_size=model.image_size,  # type: ignore[attr-defined]
-            channels=model.channels,  # type: ignore[attr-defined]
+            image_size=model.image_size,
+            channels=model.channels,
             dataset=None if cfg.data.dataset == "digits" else cfg.data.dataset,
             labels=cfg.data.labels,
             features=t.eval_features,
@@ -50,16 +53,16 @@ class TrainingEvaluation:
     def columns() -> list[str]:
         return [f"eval/{c}" for c in COLUMNS]
 
-    def __call__(self, trainer) -> dict[str, float]:
-        """Score ``trainer.ema.model``; save ``best.pt`` when its FID is the best so far. Returns ``eval/*`` values."""
-        generator = trainer.ema.model
+    def __call__(self, generator: Generator, step: int, state: Callable[[], dict[str, Any]]) -> dict[str, float]:
+        """Score ``generator`` (the EMA generator) at ``step``; when its FID is the best so far, save ``state()``
+        (the full training state) as ``best.pt``. Returns the ``eval/*`` values."""
         if generator.image_size != self.evaluator.image_size:
             return {}  # a growing (PGAN) generator is scored once it reaches the target resolution
         values = self.evaluator.evaluate_generator(generator, self.num, self.seed)
         fid = values.get("fid", math.nan)
         if math.isfinite(fid) and fid < self.best_fid:
             self.best_fid = fid
-            save_checkpoint(trainer.state_dict(), self.run.best_checkpoint)
-            write_json(self.run.best_json, {"step": trainer.step, **values, "num": self.num,
+            save_checkpoint(state(), self.run.best_checkpoint)
+            write_json(self.run.best_json, {"step": step, **values, "num": self.num,
                                             "features": self.evaluator.extractor.name})
         return {f"eval/{k}": v for k, v in values.items() if k in COLUMNS}

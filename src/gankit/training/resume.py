@@ -1,4 +1,5 @@
-"""What may change when a run is resumed (``gankit train --resume RUN --set key=value``), and the record of it.
+"""Continuing a run (``gankit train --resume RUN``): what may change, the record of it, and the trainer that
+continues (:func:`resume_run`, :func:`resume_trainer`).
 
 A checkpoint continues one training process: its weights, optimizer moments, data position and random streams
 were made under the run's config. The keys of :data:`RESUMABLE` only bound the run, schedule its outputs, set the
@@ -9,17 +10,23 @@ every later checkpoint, and each is recorded with its step in ``resume_history.j
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from gankit.config import DataConfig, RunConfig, TrainingConfig, apply_set
+from gankit import log
+from gankit.config import TRAIN_FLAGS, DataConfig, RunConfig, TrainingConfig, parse_assignment
 from gankit.device import select_device
 from gankit.errors import UserError, did_you_mean
-from gankit.io import RunDir, load_checkpoint, write_json
+from gankit.io import RunDir, atomic_write, load_checkpoint, remove_stale_temporaries, write_json
+from gankit.training import distributed
+from gankit.training.lock import RunLock
+from gankit.training.trainer import Trainer
 
 # key -> why it is safe to change between two steps
 RESUMABLE: dict[str, str] = {
@@ -109,22 +116,19 @@ def check_key(key: str, how: str | None = None) -> str:
                     "data, training)")
 
 
-def parse_changes(sets: Sequence[str] = (), flags: Mapping[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
-    """The changes a resume asks for, as ``{section.key: value}``: ``flags`` maps a config key to ``(the flag
-    that set it, its value)`` (None: not given), ``sets`` are ``key=value`` texts (values parsed as YAML, as
-    ``--set`` does for a new run). Later ones win. Raises :class:`UserError` for any key that cannot change."""
+def parse_changes(sets: Sequence[str] = (), flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The changes a resume asks for, as ``{section.key: value}``: ``flags`` are the values of the flags of
+    :data:`gankit.config.TRAIN_FLAGS` by argparse name (None: not given), ``sets`` are ``key=value`` texts (read as
+    ``--set`` reads them for a new run). Later ones win. Raises :class:`UserError` for any key that cannot change."""
     changes: dict[str, Any] = {}
-    for key, (flag, value) in (flags or {}).items():
+    for name, (flag, key) in TRAIN_FLAGS.items():
+        value = (flags or {}).get(name)
         if value is not None:
             changes[check_key(key, flag)] = value
     for assignment in sets:
-        if "=" not in assignment:
-            raise UserError(f"--set {assignment!r}: expected key=value, e.g. --set training.g_lr=2e-4")
-        given, raw = assignment.split("=", 1)
-        how = f"--set {given.strip()}"
-        key = check_key(_full_key(given.strip(), how), how)
-        section, name = key.split(".")
-        changes[key] = apply_set({}, f"{key}={raw}")[section][name]
+        given, value = parse_assignment(assignment)
+        how = f"--set {given}"
+        changes[check_key(_full_key(given, how), how)] = value
     return changes
 
 
@@ -217,16 +221,95 @@ def describe(changes: Sequence[Change]) -> str:
     return ", ".join(f"{c.key} {c.old!r} -> {c.new!r}" for c in changes)
 
 
+def resume_trainer(
+    run_dir: str | Path,
+    *,
+    steps: int | None = None,
+    progress: bool | None = None,
+    changes: dict[str, Any] | None = None,
+    lock: RunLock | None = None,
+) -> Trainer:
+    """A trainer that continues the run in ``run_dir`` from ``checkpoints/last.pt``.
+
+    ``changes`` (``{"training.g_lr": 5e-5}``) may set the keys of :data:`RESUMABLE` (any other key is a one-line
+    error); ``steps`` is ``training.steps``. Everything is checked before ``lock`` (taken on rank 0 and left held
+    for the caller) is acquired, and the lock before anything is written. Accepted changes go into
+    ``config.yaml``, the config of later checkpoints and ``resume_history.json`` (with the step); temporaries of
+    killed writes are removed.
+    """
+    run = RunDir(run_dir)
+    wanted = dict(changes or {})
+    if steps is not None:
+        wanted["training.steps"] = steps
+    plan = plan_resume(run, wanted)
+    main = distributed.current().is_main
+    if lock is not None and main:
+        lock.acquire()
+        if not plan.is_current(run):  # another process finished writing between the read and the lock
+            plan = plan_resume(run, wanted)
+    trainer = Trainer(plan.config, run.root, progress=progress, state=plan.state)
+    if main:
+        for folder in run.written_folders():  # left by a write that was killed midway
+            remove_stale_temporaries(folder)
+        changed = list(plan.changes)
+        processes = int(plan.state.get("world_size", 1))
+        if processes != trainer.dist.world_size:  # the data position was rescaled to the new shards
+            changed.append(Change("processes", processes, trainer.dist.world_size))
+        record_changes(run, plan.step, changed)
+        atomic_write(run.config, trainer.cfg.to_yaml())
+        if changed:
+            log.info(f"changed on resume at step {plan.step}: {describe(changed)} (recorded in "
+                     f"{run.resume_history.name})")
+    return trainer
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    sets: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    held: contextlib.ExitStack | None = None,
+) -> Trainer:
+    """``gankit train --resume``: a trainer that continues ``run_dir`` with the changes of ``sets``
+    (``key=value``) and ``flags`` (see :func:`parse_changes`). Every change is checked before rank 0 takes the
+    folder's lock (released when ``held`` closes), and the lock before anything is written."""
+    changes = parse_changes(sets or [], flags)
+    lock = RunLock(run_dir)
+    if held is not None:
+        held.callback(lock.release)
+    return resume_trainer(run_dir, progress=progress, changes=changes, lock=lock)
+
+
+def check_resume_flags(
+    *, preset: str | None, config_file: str | None, out: str | None = None, overwrite: bool = False,
+    print_config: bool = False,
+) -> None:
+    """Refuse the flags of a new run that have no meaning for ``--resume`` (one line, before anything is read)."""
+    if preset or config_file:
+        raise UserError("--resume continues a run with its own config; drop --preset / --config (change single "
+                        "settings with --set key=value)")
+    if out:
+        raise UserError("--resume RUN continues the run in RUN; drop --out")
+    if overwrite:
+        raise UserError("--overwrite starts a run over; it has no meaning with --resume (drop one of them)")
+    if print_config:
+        raise UserError(f"--print-config shows a new run's config; a run's own is RUN/{RunDir.CONFIG}")
+
+
 __all__ = [
     "RESUMABLE",
     "Change",
     "ResumePlan",
     "apply_changes",
     "check_key",
+    "check_resume_flags",
     "check_resumable",
     "describe",
     "parse_changes",
     "plan_resume",
     "read_history",
     "record_changes",
+    "resume_run",
+    "resume_trainer",
 ]
