@@ -34,7 +34,7 @@ test: install-dev
 	$(PY) -m pytest -q -n auto --maxprocesses 8
 
 lint: install-dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs hubconf.py
 
 bench: install
 	$(PY) benchmarks/train_step.py

@@ -33,10 +33,10 @@ from pathlib import Path
 dependencies = ["torch", "numpy", "yaml", "safetensors"]
 
 try:  # a clone that was not pip-installed: use its src/ tree
-    import gankit
+    import gankit as _gankit  # (the entry point ``gankit`` below takes the plain name)
 except ImportError:  # pragma: no cover - depends on how the repository was obtained
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-    import gankit
+    import gankit as _gankit
 
 
 def PGAN(  # noqa: N802 - the zoo's entry-point name
@@ -72,7 +72,7 @@ def _native(family: str, weights: str | None, ema: bool, device: str):
 
     if weights is None:
         raise UserError(f"no public gankit {family} weights are published yet; pass weights=PATH or a Hub repo id")
-    generator = gankit.load_generator(weights, ema=ema, device=device)
+    generator = _gankit.load_generator(weights, ema=ema, device=device)
     found = generator.config.family
     if found != family:
         raise UserError(f"{weights} holds a {found} generator, not {family}; use hub entry {found!r}")
@@ -91,8 +91,8 @@ def gankit(
     """A ready generator of any family from a Hub repo id ``user/name`` (at ``revision``: branch, tag or commit)
     or a local pretrained folder, run folder, checkpoint or export; see ``gankit.load_generator``.
     ``HF_HUB_OFFLINE=1`` or ``local_files_only=True`` use the Hub cache only."""
-    return gankit.load_generator(repo_id_or_path, ema=ema, device=device, revision=revision,
-                                 local_files_only=local_files_only, cache_dir=cache_dir)
+    return _gankit.load_generator(repo_id_or_path, ema=ema, device=device, revision=revision,
+                                  local_files_only=local_files_only, cache_dir=cache_dir)
 
 
 def pgan(

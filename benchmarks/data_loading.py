@@ -62,10 +62,10 @@ def training_rate(batch: int, iters: int) -> float:
 
     trainer = synthetic_trainer("sagan-celeba64", batch_size=batch, device="cpu")
     n_critic = trainer.cfg.training.n_critic
-    trainer.train_step()  # warm-up
+    trainer.gan.train_step()  # warm-up
     t0 = time.perf_counter()
     for _ in range(iters):
-        trainer.train_step()
+        trainer.gan.train_step()
     return batch * n_critic * iters / (time.perf_counter() - t0)
 
 

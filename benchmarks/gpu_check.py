@@ -93,8 +93,8 @@ def training_row(device: str, quick: bool) -> tuple[str, str, str]:
     seconds = time.perf_counter() - t0
     losses = [float(line.split(",")[2]) for line in trainer.run.metrics.read_text().splitlines()[1:]]
     finite = all(abs(v) < float("inf") for v in losses)
-    images = trainer.images_seen
-    amp = str(trainer.amp_dtype or torch.float32).replace("torch.", "")
+    images = trainer.gan.images_seen
+    amp = str(trainer.gan.amp_dtype or torch.float32).replace("torch.", "")
     return (f"train {steps} steps", f"{preset}, amp auto ({amp})",
             f"{images / seconds:.0f} img/s, {seconds:.1f} s, losses {'finite' if finite else 'NOT finite'}")
 

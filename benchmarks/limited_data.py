@@ -52,7 +52,7 @@ def train(size: str, setting: list[str], seed: int, steps: int, workdir: Path) -
     t0 = time.perf_counter()
     trainer = Trainer(cfg, prepare_run_dir(workdir / "run", overwrite=True), progress=False)
     trainer.fit()
-    return trainer.ema.model.eval(), time.perf_counter() - t0
+    return trainer.gan.ema.model.eval(), time.perf_counter() - t0
 
 
 def score(generator, evaluator: Evaluator, seed: int) -> dict[str, float]:

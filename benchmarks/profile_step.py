@@ -20,10 +20,10 @@ def top_ops(batch_size: int, amp: str, top: int, iters: int, shapes: bool = Fals
     """Markdown table of the ``top`` ops by self time per iteration (split by input shapes with ``shapes``)."""
     trainer = synthetic_trainer("sagan-celeba64", batch_size=batch_size, device="cpu", sets=[f"training.amp={amp}"])
     for _ in range(3):  # warm-up: early iterations still fault in fresh pages, which would be blamed on fills
-        trainer.train_step()
+        trainer.gan.train_step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=shapes) as prof:
         for _ in range(iters):
-            trainer.train_step()
+            trainer.gan.train_step()
     events = prof.key_averages(group_by_input_shape=shapes)
     total = sum(e.self_cpu_time_total for e in events)
     rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]

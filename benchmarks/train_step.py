@@ -151,7 +151,7 @@ def gankit_iteration(batch: int, device: torch.device, amp: str = "off"):
     from gankit.apps.bench import synthetic_trainer
 
     trainer = synthetic_trainer("sagan-celeba64", batch_size=batch, device=str(device), sets=[f"training.amp={amp}"])
-    return trainer.train_step
+    return trainer.gan.train_step
 
 
 IMPLS = {  # name -> the iteration it times

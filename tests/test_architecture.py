@@ -148,7 +148,8 @@ def test_models_and_io_know_nothing_of_the_hub(path):
 
 def test_the_hub_check_sees_a_hub_import():
     base = SRC / "models" / "base.py"
-    text = base.read_text() + "\ndef f():\n    from gankit.hub.layout import PretrainedDir\n    import huggingface_hub\n"
+    added = "\ndef f():\n    from gankit.hub.layout import PretrainedDir\n    import huggingface_hub\n"
+    text = base.read_text() + added
     assert _imports_anything_of_the_hub(base, text) == ["gankit.hub.layout", "huggingface_hub"]
 
 

@@ -127,10 +127,10 @@ def bench_preset(
     dev, t = trainer.device, trainer.cfg.training
 
     with reference_attention(), FlopCounterMode(display=False) as counter:
-        trainer.train_step()
+        trainer.gan.train_step()
     flops = counter.get_total_flops()
     for _ in range(max(0, warmup - 1)):
-        trainer.train_step()
+        trainer.gan.train_step()
     _sync(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -139,11 +139,11 @@ def bench_preset(
     times = []
     for _ in range(iters):
         t0 = clock()
-        trainer.train_step()
+        trainer.gan.train_step()
         _sync(dev)
         times.append(clock() - t0)
     seconds = statistics.median(times)
-    precision = trainer.amp_dtype or torch.float32
+    precision = trainer.gan.amp_dtype or torch.float32
     peak = matmul_flops_per_s(dev, dtype=precision)
     images_per_iter = t.batch_size * t.n_critic
     return {

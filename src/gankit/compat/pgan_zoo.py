@@ -5,7 +5,7 @@ pickled ``models.utils.config.BaseConfig``. It is read with ``torch.load(weights
 containers and one allow-listed stand-in class for that config (:class:`ZooBaseConfig`, plain attributes, no
 code) can come out of the file; anything else is refused before it is built.
 
-The conversion follows the zoo's layout rules (see ``research/pgan_zoo.md`` and :mod:`gankit.models.pgan`):
+The conversion follows the zoo's layout rules (the layers themselves: :mod:`gankit.models.pgan`):
 the network is built from ``config.depthScale0`` / ``config.depthOtherScales`` (never from a table), the
 bias is scaled with the weight (``scale_bias``), toRGB has gain sqrt(2), the latent is pixel-normalised
 (``perChannelNormalization``), the stored ``config.alpha`` (weight of the *old* path) becomes gankit's

@@ -13,7 +13,6 @@ Files are only ever opened for reading.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -155,21 +154,6 @@ def decode_file(path: str | os.PathLike, size: int, channels: int) -> np.ndarray
         raise BadImage("not an image Pillow can read") from None
     except DECODE_ERRORS as exc:
         raise BadImage(f"corrupt or truncated image ({exc})") from None
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 ``(..., H, W)`` -> float32 in [-1, 1] (``x / 127.5 - 1``: 0 -> -1, 255 -> 1)."""
-    return images.astype(np.float32) / 127.5 - 1.0
-
-
-def display_path(path: str | Path, root: str | Path | None = None) -> str:
-    """``path`` relative to ``root`` when inside it (short warning lines), else as given."""
-    if root is not None:
-        try:
-            return str(Path(path).relative_to(root))
-        except ValueError:
-            pass
-    return str(path)
 
 
 def fit_arrays(images: np.ndarray, size: int, channels: int) -> np.ndarray:
