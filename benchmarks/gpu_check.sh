@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (benchmarks/gpu_check.py): bench fp32 / bf16 / fp16 (channels_last, the default) and bf16 NCHW
 # and bf16 + compile, a 300-step sagan-celeba64 training with amp auto, torchrun with NCCL, FID-feature speed. One
-# table; sized for under 8 minutes on one GPU (not yet run on one: no GPU was lent to the sessions so far).
+# table; sized for under 8 minutes on one GPU (not yet run on one).
 # Runs from a plain checkout: this tree's src/ is put on PYTHONPATH (no install needed).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""Differentiable augmentation of D's inputs for data-efficient GAN training (issue 13).
+"""Differentiable augmentation of D's inputs for data-efficient GAN training.
 
 Layer 3: imports only torch, the standard library and :mod:`gankit.errors`.
 
