@@ -8,7 +8,7 @@ from PIL import Image
 
 import gankit
 from gankit.cli import main
-from tests.conftest import TINY_SETS
+from tests.tiny import TINY_SETS
 
 
 def run_cli(*args: str) -> int:

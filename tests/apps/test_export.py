@@ -13,11 +13,11 @@ from gankit.cli import main
 from gankit.models import build_generator
 from gankit.nn import fold_spectral_norm, has_spectral_norm
 from gankit.training import Trainer, prepare_run_dir
-from tests.training.test_families import synthetic_batches, tiny_config
+from tests.tiny import family_run, synthetic_batches
 
 
 def _run(tmp_path_factory, name: str, **model):
-    cfg = tiny_config(name, "hinge", **model)
+    cfg = family_run(name, "hinge", **model)
     run = prepare_run_dir(tmp_path_factory.mktemp("export") / name)
     trainer = Trainer(cfg, run, progress=False, batches=synthetic_batches(cfg))
     for _ in range(3):  # moves the weights and the power-iteration vectors u, v away from their initial values
@@ -56,7 +56,7 @@ def _outputs(G, n: int = 4) -> torch.Tensor:
 
 @pytest.mark.parametrize("family", ["sngan", "sagan"])
 def test_folded_generator_equals_sn_generator_in_eval(family, tmp_path):
-    cfg = tiny_config("sngan-proj" if family == "sngan" else "sagan", "hinge", g_spectral_norm=True).model
+    cfg = family_run("sngan-proj" if family == "sngan" else "sagan", "hinge", g_spectral_norm=True).model
     torch.manual_seed(0)
     G = build_generator(cfg)
     G.train()

@@ -10,7 +10,7 @@ import pytest
 
 from gankit.cli import main
 from gankit.io import load_checkpoint
-from tests.conftest import TINY_SETS
+from tests.tiny import TINY_SETS
 
 REPO = Path(__file__).resolve().parents[2]
 

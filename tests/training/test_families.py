@@ -9,7 +9,6 @@ from torch import nn
 
 from gankit.cli import main
 from gankit.config import RunConfig, load_preset, preset_descriptions, preset_names, resolve_config
-from gankit.data import TensorBatches
 from gankit.errors import UserError
 from gankit.models import (
     FAMILIES,
@@ -24,38 +23,9 @@ from gankit.models import (
 )
 from gankit.nn import has_spectral_norm
 from gankit.training import Trainer, prepare_run_dir
+from tests.tiny import TINY_MODELS, family_run, synthetic_batches
 
 NEW_PRESETS = ["dcgan-digits", "sngan-cifar10", "sngan-cifar10-proj", "sngan-cifar10-resnet", "sngan-mnist"]
-
-# Tiny models of every family / architecture (widths 4-8), as model-section overrides.
-TINY_MODELS = {
-    "sagan": {"family": "sagan", "image_size": 16, "channels": 1, "z_dim": 8, "g_conv_dim": 8, "d_conv_dim": 8,
-              "g_attention_resolutions": [8], "d_attention_resolutions": [8], "num_classes": 10},
-    "sngan-mnist": {"family": "sngan", "arch": "mnist", "image_size": 28, "channels": 1, "z_dim": 8,
-                    "g_conv_dim": 4, "d_conv_dim": 4, "d_batch_norm": True, "d_leaky_slope": 0.2, "init": "normal"},
-    "sngan-cnn": {"family": "sngan", "arch": "cnn", "image_size": 16, "channels": 3, "z_dim": 8, "g_conv_dim": 4,
-                  "d_conv_dim": 4},
-    "sngan-resnet": {"family": "sngan", "arch": "resnet", "image_size": 16, "channels": 3, "z_dim": 8,
-                     "g_conv_dim": 8, "d_conv_dim": 8},
-    "sngan-proj": {"family": "sngan", "arch": "resnet", "image_size": 16, "channels": 3, "z_dim": 8,
-                   "g_conv_dim": 8, "d_conv_dim": 8, "num_classes": 10},
-    "dcgan": {"family": "dcgan", "image_size": 16, "channels": 1, "z_dim": 8, "g_conv_dim": 8, "d_conv_dim": 8},
-}  # fmt: skip
-
-
-def tiny_config(name: str, loss: str, **model) -> RunConfig:
-    m = {**TINY_MODELS[name], **model}
-    training = {"batch_size": 4, "loss": loss, "device": "cpu", "tensorboard": False, "steps": 1, "n_critic": 1}
-    return RunConfig.from_dict({"model": m, "data": {"dataset": "digits"}, "training": training})
-
-
-def synthetic_batches(cfg: RunConfig) -> TensorBatches:
-    g = torch.Generator().manual_seed(0)
-    m = cfg.model
-    images = torch.rand(16, m.channels, m.image_size, m.image_size, generator=g) * 2 - 1
-    labels = torch.randint(10, (16,), generator=g) if m.num_classes else None
-    return TensorBatches(images, labels, batch_size=cfg.training.batch_size, seed=0, device=torch.device("cpu"))
-
 
 def _changed(before: dict, after: dict) -> bool:
     return any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
@@ -74,7 +44,7 @@ def one_iteration(tmp_path, cfg: RunConfig) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("loss", ["hinge", "ns", "wgan-gp"])
 @pytest.mark.parametrize("name", list(TINY_MODELS))
 def test_one_training_iteration_per_family_and_loss(tmp_path, name, loss):
-    stats = one_iteration(tmp_path, tiny_config(name, loss))
+    stats = one_iteration(tmp_path, family_run(name, loss))
     assert ("gp" in stats) == (loss == "wgan-gp")
     if loss == "wgan-gp":
         assert float(stats["gp"]) > 0
@@ -83,7 +53,7 @@ def test_one_training_iteration_per_family_and_loss(tmp_path, name, loss):
 @pytest.mark.parametrize("name", list(TINY_MODELS))
 @pytest.mark.parametrize(("g_sn", "d_sn"), [(True, False), (False, False), (True, True)])
 def test_spectral_norm_on_or_off_per_network_trains(tmp_path, name, g_sn, d_sn):
-    cfg = tiny_config(name, "hinge", g_spectral_norm=g_sn, d_spectral_norm=d_sn)
+    cfg = family_run(name, "hinge", g_spectral_norm=g_sn, d_spectral_norm=d_sn)
     G, D = build_generator(cfg.model), build_discriminator(cfg.model)
     assert any(has_spectral_norm(m) for m in G.modules()) == g_sn
     assert any(has_spectral_norm(m) for m in D.modules()) == d_sn
@@ -191,7 +161,10 @@ def test_dcgan_extra_layers_are_3x3_layers_at_half_resolution():
 @pytest.mark.parametrize("config", [DCGANConfig, SNGANConfig])
 @pytest.mark.parametrize(
     "bad, message",
-    [({"d_leaky_slope": -0.1}, "d_leaky_slope must be >= 0"), ({"init": "he"}, "model.init must be one of normal")],
+    [
+        ({"d_leaky_slope": -0.1}, "model.d_leaky_slope must be a number >= 0, got -0.1"),
+        ({"init": "he"}, "model.init must be one of normal"),
+    ],
 )
 def test_block_options_are_checked_for_both_conv_families(config, bad, message):
     kwargs = {"arch": "mnist", "image_size": 28} if config is SNGANConfig else {"image_size": 16}

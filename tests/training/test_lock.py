@@ -25,9 +25,8 @@ from gankit.io import (
 from gankit.training import Trainer, new_run_dir, prepare_run_dir
 from gankit.training import lock as lock_module
 from gankit.training.lock import RunLock, RunLocked
-from tests.conftest import TINY_SETS
 from tests.data_writers import snapshot
-from tests.training.test_trainer import tiny_run_config
+from tests.tiny import TINY_SETS, trainer_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -204,7 +203,7 @@ def test_stale_temporaries_are_removed_but_one_being_written_is_kept(tmp_path):
 
 def test_readers_never_see_a_torn_checkpoint_or_export_while_a_trainer_writes(tmp_path):
     run = prepare_run_dir(tmp_path / "run")
-    trainer = Trainer(tiny_run_config(steps=100, keep_checkpoints=2), run, progress=False)
+    trainer = Trainer(trainer_run(steps=100, keep_checkpoints=2), run, progress=False)
     trainer.save_checkpoint()
     done = threading.Event()
     errors: list[BaseException] = []

@@ -19,8 +19,7 @@ from gankit.errors import UserError
 from gankit.io import atomic_write, load_checkpoint, save_checkpoint
 from gankit.training import Trainer, prepare_run_dir
 from gankit.training.trainer import TrainingDiverged
-from tests.conftest import TINY_SETS
-from tests.training.test_trainer import tiny_run_config
+from tests.tiny import TINY_SETS, trainer_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +53,7 @@ def _params(module):
 
 
 def test_nan_step_is_skipped_and_counted(tmp_path):
-    trainer = Trainer(tiny_run_config(steps=4, nan_patience=3), prepare_run_dir(tmp_path / "r"), progress=False)
+    trainer = Trainer(trainer_run(steps=4, nan_patience=3), prepare_run_dir(tmp_path / "r"), progress=False)
     trainer.loss = NaNLoss(trainer, {2})
     trainer.train_step()
     before = _params(trainer.D)
@@ -68,7 +67,7 @@ def test_nan_step_is_skipped_and_counted(tmp_path):
 
 def test_nan_streak_rolls_back_with_lower_lr_then_finishes(tmp_path):
     run = prepare_run_dir(tmp_path / "r")
-    cfg = tiny_run_config(steps=10, nan_patience=3, checkpoint_every=3, log_every=1)
+    cfg = trainer_run(steps=10, nan_patience=3, checkpoint_every=3, log_every=1)
     trainer = Trainer(cfg, run, progress=False)
     trainer.loss = NaNLoss(trainer, {5, 6, 7})  # three bad steps in a row after the step-3 checkpoint
     trainer.fit()
@@ -84,7 +83,7 @@ def test_nan_streak_rolls_back_with_lower_lr_then_finishes(tmp_path):
 
 def test_persistent_nan_stops_with_a_clear_message(tmp_path):
     run = prepare_run_dir(tmp_path / "r")
-    trainer = Trainer(tiny_run_config(steps=40, nan_patience=2, checkpoint_every=2, max_rollbacks=2), run,
+    trainer = Trainer(trainer_run(steps=40, nan_patience=2, checkpoint_every=2, max_rollbacks=2), run,
                       progress=False)
     trainer.loss = NaNLoss(trainer, set(range(3, 100)))
     with pytest.raises(TrainingDiverged, match="training diverged.*after 2 rollback"):
@@ -94,7 +93,7 @@ def test_persistent_nan_stops_with_a_clear_message(tmp_path):
 
 def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
     run = prepare_run_dir(tmp_path / "r")
-    trainer = Trainer(tiny_run_config(steps=2), run, progress=False)
+    trainer = Trainer(trainer_run(steps=2), run, progress=False)
     trainer.train_step()
     assert trainer.save_checkpoint() is not None
     before = (run / "checkpoints/last.pt").read_bytes()
@@ -126,7 +125,7 @@ def test_malicious_checkpoint_payload_never_runs(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     run = prepare_run_dir(tmp_path_factory.mktemp("rel") / "run")
-    Trainer(tiny_run_config(steps=2, checkpoint_every=2), run, progress=False).fit()
+    Trainer(trainer_run(steps=2, checkpoint_every=2), run, progress=False).fit()
     return run
 
 
@@ -184,7 +183,7 @@ def test_no_space_left_during_training_checkpoint(small_run, monkeypatch, tmp_pa
     import gankit.io as ckpt
 
     run = prepare_run_dir(tmp_path / "r")
-    trainer = Trainer(tiny_run_config(steps=4, checkpoint_every=2), run, progress=False)
+    trainer = Trainer(trainer_run(steps=4, checkpoint_every=2), run, progress=False)
     trainer.train_step()
     trainer.save_checkpoint()
     before = (run / "checkpoints/last.pt").read_bytes()
