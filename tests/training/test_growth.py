@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 import gankit
-from gankit.config import resolve_config
 from gankit.io import load_checkpoint
 from gankit.models.pgan import PGANConfig
 from gankit.training import Trainer, prepare_run_dir
@@ -49,16 +48,6 @@ def test_reals_are_downscaled_and_faded_like_the_generator():
 
 
 # ------------------------------------------------------------------------------------------ training
-
-
-def test_presets_resolve():
-    digits = resolve_config("pgan-digits")
-    assert digits.model.image_size == 16 and digits.model.depths == (64, 64, 32)
-    assert (digits.training.loss, digits.training.drift, digits.training.g_lr) == ("wgan-gp", 0.001, 1e-3)
-    assert digits.training.g_betas == (0.0, 0.99) and digits.training.ema_decay == 0.999
-    hq = resolve_config("pgan-celebahq")
-    assert hq.model.num_scales == 9 and hq.model.batch_per_scale[-2:] == (12, 8)
-    assert hq.training.steps == sum(hq.model.steps_per_scale) == 920_000
 
 
 def test_progressive_training_grows_and_resumes_mid_fade_bit_exact(tmp_path):

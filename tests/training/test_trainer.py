@@ -181,8 +181,3 @@ def test_linear_lr_decay_follows_the_step_and_survives_resume(tmp_path):
     second.fit()
     a, b = load_checkpoint(straight / "checkpoints/last.pt")["G"], load_checkpoint(split / "checkpoints/last.pt")["G"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_unknown_lr_decay_is_a_clear_error():
-    with pytest.raises(UserError, match="training.lr_decay must be one of constant, linear"):
-        trainer_run(lr_decay="cosine")
