@@ -198,8 +198,8 @@ def test_tf_bilinear_resize_is_bit_equal_to_the_tf1_kernel_in_float32(shape):
     for b in range(2):
         for c in range(3):
             np.testing.assert_array_equal(out[b, c], tf1_resize_reference(levels[b, c], 299, 299))
-    # positions in float64 (the old code) give other weights (by up to 1e-2 levels for large inputs): the
-    # bit-equality above tells them apart
+    # positions computed in float64 give other weights (by up to 1e-2 levels for large inputs): the
+    # bit-equality above tells the two apart
     pos64 = np.arange(299) * (shape[0] / 299)
     pos32 = np.arange(299, dtype=np.float32) * np.float32(shape[0] / 299)
     assert ((pos64 - np.floor(pos64)).astype(np.float32) != pos32 - np.floor(pos32)).any()
