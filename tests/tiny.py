@@ -24,14 +24,7 @@ import torch
 
 from gankit.config import RunConfig, resolve_config
 from gankit.data import TensorBatches
-from gankit.models import (
-    FAMILIES,
-    DCGANConfig,
-    DCGANGenerator,
-    SAGANConfig,
-    SAGANGenerator,
-    SNGANConfig,
-)
+from gankit.models import FAMILIES, DCGANConfig, DCGANGenerator, SAGANConfig, SAGANGenerator, SNGANConfig
 from gankit.models.base import ModelConfig
 from gankit.models.pgan import PGANConfig
 from gankit.nn import SelfAttention2d
