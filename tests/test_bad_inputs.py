@@ -15,8 +15,8 @@ import pytest
 
 from gankit.cli import main
 from gankit.training.lock import RunLock
-from tests.conftest import TINY_SETS
 from tests.data_writers import noise, save_image, snapshot
+from tests.tiny import TINY_SETS
 
 TRAIN_NEW = "train --preset sagan-digits --steps 2 --device cpu --no-progress"
 

@@ -24,16 +24,21 @@ from PIL import Image
 
 import gankit
 from gankit.cli import main
-from gankit.config import RunConfig, TrainingConfig
-from gankit.data import TensorBatches
 from gankit.errors import UserError
-from gankit.hub import is_repo_id, load_discriminator, model_config_from_pretrained, push_to_hub
-from gankit.io import PretrainedDir, load_checkpoint, read_safetensors, save_safetensors, write_json
+from gankit.hub import (
+    PretrainedDir,
+    is_repo_id,
+    load_discriminator,
+    model_config_from_pretrained,
+    push_to_hub,
+    write_pretrained,
+)
+from gankit.io import load_checkpoint, read_safetensors, save_safetensors, write_json
 from gankit.models import FAMILIES, build_discriminator, build_generator
 from gankit.models.sagan import SAGANGenerator
 from gankit.nn import fold_spectral_norm
 from gankit.training import Trainer, prepare_run_dir
-from tests.models.test_contract import VARIANTS, grown, labels_for, tiny
+from tests.tiny import VARIANTS, family_config, grown, labels_for, model_run, seeded_batches
 
 hf = pytest.importorskip("huggingface_hub")
 httpx2 = pytest.importorskip("httpx2")  # huggingface_hub's HTTP client: its errors carry a response
@@ -81,8 +86,8 @@ def _front_matter(card: str) -> dict:
 @pytest.mark.parametrize(("family", "k"), VARIANTS)
 def test_save_then_load_gives_identical_outputs(family, k, tmp_path):
     torch.manual_seed(0)
-    G = _trained(grown(build_generator(tiny(family, num_classes=k))))
-    folder = G.save_pretrained(tmp_path / "plain")
+    G = _trained(grown(build_generator(family_config(family, num_classes=k))))
+    folder = write_pretrained(G, tmp_path / "plain").root
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     paths = [folder]
     if k:  # the full writer too (its sample grid costs time: once per family)
@@ -99,10 +104,10 @@ def test_save_then_load_gives_identical_outputs(family, k, tmp_path):
 
 def test_pgan_saved_mid_fade_reloads_at_its_scale_and_alpha(tmp_path):
     torch.manual_seed(0)
-    G = build_generator(tiny("pgan", image_size=16))
+    G = build_generator(family_config("pgan", image_size=16))
     G.set_scale(1)
     G.set_alpha(0.25)
-    loaded = gankit.load_generator(G.eval().save_pretrained(tmp_path / "g"))
+    loaded = gankit.load_generator(write_pretrained(G.eval(), tmp_path / "g").root)
     assert loaded.scale == 1 and float(loaded.alpha) == 0.25 and loaded.image_size == 8
     torch.testing.assert_close(_outputs(loaded), _outputs(G), rtol=0, atol=0)
     config = json.loads((tmp_path / "g" / "config.json").read_text())
@@ -112,15 +117,15 @@ def test_pgan_saved_mid_fade_reloads_at_its_scale_and_alpha(tmp_path):
 
 def test_folded_spectral_norm_round_trips(tmp_path):
     torch.manual_seed(0)
-    G = fold_spectral_norm(_trained(build_generator(tiny("sagan", num_classes=3))))
-    G.save_pretrained(tmp_path / "g")
+    G = fold_spectral_norm(_trained(build_generator(family_config("sagan", num_classes=3))))
+    write_pretrained(G, tmp_path / "g")
     assert json.loads((tmp_path / "g" / "config.json").read_text())["spectral_norm_folded"] is True
     torch.testing.assert_close(_outputs(gankit.load_generator(tmp_path / "g")), _outputs(G), rtol=0, atol=0)
 
 
 def test_config_json_is_flat_and_complete(tmp_path):
-    G = build_generator(tiny("sngan", num_classes=3))
-    G.save_pretrained(tmp_path / "g")
+    G = build_generator(family_config("sngan", num_classes=3))
+    write_pretrained(G, tmp_path / "g")
     config = json.loads((tmp_path / "g" / "config.json").read_text())
     assert set(config) == set(G.config.to_dict()) | set(PretrainedDir.META_KEYS)
     assert {k: config[k] for k in G.config.to_dict()} == G.config.to_dict()
@@ -133,16 +138,16 @@ def test_config_json_is_flat_and_complete(tmp_path):
 
 
 def test_a_non_empty_folder_is_refused_unless_overwrite(tmp_path):
-    G = build_generator(tiny("dcgan"))
+    G = build_generator(family_config("dcgan"))
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="is not empty; choose a new folder or pass overwrite=True"):
-        G.save_pretrained(tmp_path / "g")
+        write_pretrained(G, tmp_path / "g")
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["notes.txt"]
-    G.save_pretrained(tmp_path / "g", overwrite=True)
+    write_pretrained(G, tmp_path / "g", overwrite=True)
     assert (tmp_path / "g" / "notes.txt").read_text() == "mine"  # overwrite replaces gankit's files only
     with pytest.raises(UserError, match="is a file"):
-        G.save_pretrained(tmp_path / "g" / "notes.txt")
+        write_pretrained(G, tmp_path / "g" / "notes.txt")
 
 
 # ------------------------------------------------------------------------------- PyTorchModelHubMixin
@@ -157,14 +162,14 @@ class HubSAGAN(PyTorchModelHubMixin, SAGANGenerator, library_name="gankit"):
 
 def test_mixin_reads_gankit_folders_and_gankit_reads_mixin_folders(tmp_path):
     torch.manual_seed(0)
-    G = _trained(build_generator(tiny("sagan", num_classes=3)))
+    G = _trained(build_generator(family_config("sagan", num_classes=3)))
     gankit.save_pretrained(G, tmp_path / "gankit")
     mixin = HubSAGAN.from_pretrained(tmp_path / "gankit", strict=True)
     assert not mixin.training
     torch.testing.assert_close(_outputs(mixin), _outputs(G), rtol=0, atol=0)
 
     torch.manual_seed(1)
-    other = _trained(HubSAGAN(**tiny("sagan", num_classes=3).to_dict()))
+    other = _trained(HubSAGAN(**family_config("sagan", num_classes=3).to_dict()))
     other.save_pretrained(tmp_path / "mixin")  # the mixin's own writer: config.json from the init kwargs
     assert "pytorch_model_hub_mixin" in (tmp_path / "mixin" / "README.md").read_text()
     loaded = gankit.load_generator(tmp_path / "mixin")
@@ -190,9 +195,9 @@ def _edit_weights(folder: Path, change) -> None:
     ],
 )
 def test_loading_is_strict_with_one_line_naming_the_tensor(change, message, tmp_path):
-    G = build_generator(tiny("dcgan"))
+    G = build_generator(family_config("dcgan"))
     assert "to_image.bias" in G.state_dict()
-    G.save_pretrained(tmp_path / "g")
+    write_pretrained(G, tmp_path / "g")
     _edit_weights(tmp_path / "g", change)
     with pytest.raises(UserError) as info:
         gankit.load_generator(tmp_path / "g")
@@ -201,14 +206,14 @@ def test_loading_is_strict_with_one_line_naming_the_tensor(change, message, tmp_
 
 
 def test_a_config_without_family_or_with_an_unknown_key_is_one_line(tmp_path):
-    G = build_generator(tiny("dcgan"))
-    G.save_pretrained(tmp_path / "g")
+    G = build_generator(family_config("dcgan"))
+    write_pretrained(G, tmp_path / "g")
     config = json.loads((tmp_path / "g" / "config.json").read_text())
     write_json(tmp_path / "g" / "config.json", {k: v for k, v in config.items() if k != "family"})
     with pytest.raises(UserError, match="has no 'family' \\(one of sagan, pgan, sngan, dcgan\\)"):
         gankit.load_generator(tmp_path / "g")
     write_json(tmp_path / "g" / "config.json", {**config, "z_dimm": 3})
-    with pytest.raises(UserError, match="config.json: unknown model key 'z_dimm'"):
+    with pytest.raises(UserError, match=r"config.json: unknown config key model.z_dimm \(did you mean 'z_dim'\?\)"):
         gankit.load_generator(tmp_path / "g")
     (tmp_path / "g" / "model.safetensors").unlink()
     with pytest.raises(UserError, match="has no model.safetensors"):
@@ -223,15 +228,11 @@ def test_a_config_without_family_or_with_an_unknown_key_is_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A real run folder: a tiny 3-class SAGAN trained 2 steps, with its checkpoint."""
-    model = tiny("sagan", num_classes=3)
-    cfg = RunConfig(model=model, training=TrainingConfig(batch_size=4, steps=2, device="cpu", tensorboard=False),
-                    preset="sagan-digits", description="A tiny test run.")
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(8, 1, 16, 16, generator=g) * 2 - 1
-    batches = TensorBatches(images, torch.arange(8) % 3, batch_size=4, seed=0, device="cpu")
+    cfg = model_run(family_config("sagan", num_classes=3), steps=2, preset="sagan-digits",
+                    description="A tiny test run.")
     torch.manual_seed(0)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path_factory.mktemp("hub") / "sagan-run"), progress=False,
-                      batches=batches)
+                      batches=seeded_batches(cfg, 8))
     for _ in range(2):
         trainer.train_step()
     trainer.save_checkpoint()
@@ -269,7 +270,7 @@ def test_the_discriminator_is_optional_and_round_trips(run, tmp_path):
     assert sorted(p.name for p in (folder / "discriminator").iterdir()) == ["config.json", "model.safetensors"]
     assert _front_matter((folder / "README.md").read_text())["license"] == "mit"
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
-    D = build_discriminator(tiny("sagan", num_classes=3))
+    D = build_discriminator(family_config("sagan", num_classes=3))
     D.load_weights(ckpt["D"], "D")
     loaded = load_discriminator(folder)
     x, y = torch.rand(4, 1, 16, 16) * 2 - 1, torch.arange(4) % 3
@@ -348,8 +349,8 @@ def cache(tmp_path) -> tuple[Path, dict[str, torch.nn.Module]]:
     models = {}
     for name, seed in (("a" * 40, 0), ("b" * 40, 1)):
         torch.manual_seed(seed)
-        G = _trained(build_generator(tiny("sagan", num_classes=3)))
-        G.save_pretrained(tmp_path / name)
+        G = _trained(build_generator(family_config("sagan", num_classes=3)))
+        write_pretrained(G, tmp_path / name)
         models[name] = G
     _cache_snapshot(tmp_path / "hub", "user/tiny-gan", tmp_path / ("a" * 40), "a" * 40, ("main",))
     _cache_snapshot(tmp_path / "hub", "user/tiny-gan", tmp_path / ("b" * 40), "b" * 40, ("v2",))
@@ -418,7 +419,8 @@ def test_an_uncached_id_offline_is_one_clear_line(cache, monkeypatch, capsys):
 
 def test_local_paths_come_first_and_a_missing_path_keeps_its_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    build_generator(tiny("dcgan")).save_pretrained(tmp_path / "user" / "name")  # a folder spelled like a repo id
+    # a folder spelled like a repo id
+    write_pretrained(build_generator(family_config("dcgan")), tmp_path / "user" / "name")
     assert gankit.load_generator("user/name").config.family == "dcgan"
     with pytest.raises(UserError, match="runs/x.pt does not exist; give a run folder"):
         gankit.load_generator("runs/x.pt")
@@ -430,7 +432,7 @@ def test_local_paths_come_first_and_a_missing_path_keeps_its_error(tmp_path, mon
 
 
 def test_without_the_extra_local_folders_work_and_repo_ids_name_the_extra(tmp_path, monkeypatch):
-    G = build_generator(tiny("dcgan")).eval()
+    G = build_generator(family_config("dcgan")).eval()
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import huggingface_hub -> ImportError
     monkeypatch.setitem(sys.modules, "huggingface_hub.errors", None)
     gankit.save_pretrained(G, tmp_path / "g")

@@ -1,9 +1,9 @@
-"""Old runs keep loading: run folders and exports written by gankit before the architecture redesign (made by
-``tests/fixtures/make_old_runs.py`` at commit e89e5b7) load, resume and sample as that code did.
+"""Runs of earlier gankit versions keep loading: run folders and exports in the earlier layout (made by
+``tests/fixtures/make_old_runs.py`` with gankit at commit e89e5b7) load, resume and sample as that version did.
 
-Sampling is compared to float rounding (1e-5). A resumed run is compared in two ways: every tensor the new code
-restores from the old ``last.pt`` (weights under any renamed keys, optimizer moments, RNG, data position) must
-equal the file's exactly, and the weights after two more training steps must match what the old code reached.
+Sampling is compared to float rounding (1e-5). A resumed run is compared in two ways: every tensor restored from
+the stored ``last.pt`` (weights under any renamed keys, optimizer moments, RNG, data position) must equal the
+file's exactly, and the weights after two more training steps must match what that version reached.
 The second comparison is looser for G's outputs: a few steps of Adam turn float noise in near-zero gradients
 (conv biases in front of batch norm) into +-lr updates, so another CPU or thread count moves samples by ~1e-3.
 """
@@ -80,9 +80,9 @@ def test_old_run_resumes_to_the_same_weights(family, tmp_path, monkeypatch):
     expected = load_file(str(FIXTURES / f"{family}_expected.safetensors"))
     run = copy_run(family, tmp_path)
     trainer = Trainer.resume(run, steps=STEPS_RESUMED, progress=False)
-    # The one intended change since the fixtures: a batch-independent D (SAGAN's) sees reals and fakes in one
-    # pass, one spectral-norm power iteration per D step instead of two. Two passes, as the old code ran, so
-    # that everything else the resume restores is compared exactly (the joint pass: tests/test_losses.py).
+    # A batch-independent D (SAGAN's) sees reals and fakes in one pass, one spectral-norm power iteration per D
+    # step; the version that wrote the fixtures ran two passes. Two passes here, as it ran, so that everything
+    # else the resume restores is compared exactly (the joint pass: tests/test_losses.py).
     monkeypatch.setattr(type(trainer.D), "batch_independent", False)
     trainer.fit()
     assert trainer.step == STEPS_RESUMED

@@ -1,7 +1,5 @@
 """`gankit attention`: the SAGAN attention-map figure."""
 
-import dataclasses
-
 import pytest
 import torch
 from PIL import Image
@@ -9,26 +7,8 @@ from PIL import Image
 from gankit.apps.attention import attention_figure, attention_layers, query_grid
 from gankit.cli import main
 from gankit.errors import UserError
-from gankit.models import SAGANConfig, SAGANGenerator, SNGANConfig, SNGANGenerator
-
-
-def tiny_sagan(**kw) -> SAGANGenerator:
-    cfg = SAGANConfig(
-        image_size=16,
-        channels=1,
-        z_dim=8,
-        g_conv_dim=8,
-        d_conv_dim=8,
-        g_attention_resolutions=(4, 8),
-        d_attention_resolutions=(8,),
-        num_classes=10,
-    )
-    torch.manual_seed(0)
-    G = SAGANGenerator(dataclasses.replace(cfg, **kw))
-    with torch.no_grad():  # gamma starts at 0; make attention matter to the image as it does after training
-        for block in attention_layers(G).values():
-            block.gamma.fill_(0.5)
-    return G.eval()
+from gankit.models import SNGANGenerator
+from tests.tiny import attentive_sagan, sngan_config
 
 
 def _expected_rows(G, layer: str, rows: list[int], class_id: int, seed: int) -> torch.Tensor:
@@ -51,7 +31,7 @@ def _expected_rows(G, layer: str, rows: list[int], class_id: int, seed: int) -> 
 
 
 def test_figure_is_written_and_heatmaps_sum_to_one(tmp_path):
-    G = tiny_sagan()
+    G = attentive_sagan()
     out = tmp_path / "fig.png"
     heatmaps = attention_figure(G, out, queries=4, class_id=3, seed=1)
     assert out.is_file()
@@ -69,14 +49,14 @@ def test_figure_is_written_and_heatmaps_sum_to_one(tmp_path):
 
 
 def test_biggan_variant_attends_over_pooled_keys(tmp_path):
-    G = tiny_sagan(attention_variant="biggan", g_attention_resolutions=(8,))
+    G = attentive_sagan(attention_variant="biggan", g_attention_resolutions=(8,))
     heatmaps = attention_figure(G, tmp_path / "fig.png", queries=2, class_id=0)
     assert heatmaps["attention.8"].shape == (2, 4, 4)  # N_k = N / 4
     torch.testing.assert_close(heatmaps["attention.8"].sum(dim=(1, 2)), torch.ones(2))
 
 
 def test_layer_choice_and_errors(tmp_path):
-    G = tiny_sagan()
+    G = attentive_sagan()
     assert list(attention_figure(G, tmp_path / "a.png", layer="attention.8", queries=1, class_id=0)) == ["attention.8"]
     with pytest.raises(UserError, match="its layers: attention.4, attention.8"):
         attention_figure(G, tmp_path / "b.png", layer="attention.32")
@@ -89,20 +69,20 @@ def test_layer_choice_and_errors(tmp_path):
 
 
 def test_model_without_attention_is_a_clear_error(tmp_path):
-    G = SNGANGenerator(SNGANConfig(arch="mnist", image_size=28, channels=1, z_dim=8, g_conv_dim=4, d_conv_dim=4))
+    G = SNGANGenerator(sngan_config("mnist"))
     with pytest.raises(UserError, match="sngan generator has no self-attention layers"):
         attention_figure(G, tmp_path / "fig.png")
     assert not (tmp_path / "fig.png").exists()
 
 
 def test_cli_attention(tmp_path, capsys):
-    G = tiny_sagan()
+    G = attentive_sagan()
     export = G.save_export(tmp_path / "g.safetensors")
     out = tmp_path / "fig.png"
     assert main(["attention", "--checkpoint", str(export), "--queries", "3", "--class-id", "7", "--out", str(out)]) == 0
     assert out.is_file() and "attention.4, attention.8" in capsys.readouterr().out
 
-    G2 = SNGANGenerator(SNGANConfig(arch="cnn", image_size=16, channels=1, z_dim=8, g_conv_dim=4, d_conv_dim=4))
+    G2 = SNGANGenerator(sngan_config("cnn", image_size=16))
     no_att = G2.save_export(tmp_path / "sn.safetensors")
     assert main(["attention", "--checkpoint", str(no_att), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()

@@ -6,10 +6,11 @@ import torch
 from gankit.apps import bench
 from gankit.apps.bench import bench_preset, format_report
 from gankit.cli import main
-from gankit.models import SAGANConfig, SAGANGenerator
+from gankit.models import SAGANGenerator
 from gankit.nn.attention import reference_attention
+from tests.tiny import sagan_config, tiny_sets
 
-TINY = ["model.g_conv_dim=8", "model.d_conv_dim=8", "model.z_dim=16"]
+TINY = tiny_sets()
 MEASURE_PEAK = bench.matmul_flops_per_s
 PEAK = 2.5e11  # stands in for the 2048^3 matmul measurement (seconds of CPU) where a test does not test it
 
@@ -20,8 +21,7 @@ def _stub_matmul_peak(monkeypatch):
 
 
 def test_reference_attention_context_gives_the_same_model_outputs():
-    cfg = SAGANConfig(image_size=16, channels=1, z_dim=16, g_conv_dim=16, d_conv_dim=16,
-                      g_attention_resolutions=(4, 8), d_attention_resolutions=(8,))
+    cfg = sagan_config(g_conv_dim=16, d_conv_dim=16, g_attention_resolutions=(4, 8), num_classes=0)
     torch.manual_seed(0)
     G = SAGANGenerator(cfg).eval()
     with torch.no_grad():

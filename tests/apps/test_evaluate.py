@@ -1,6 +1,5 @@
 """``gankit evaluate`` end to end on the digits, the classifier cache, the stats cache and evaluation in training."""
 
-import copy
 import csv
 import json
 
@@ -9,13 +8,12 @@ import pytest
 import torch
 
 from gankit.cli import main
-from gankit.config import resolve_config
-from gankit.errors import UserError
 from gankit.io import load_checkpoint
 from gankit.metrics import classifier
 from gankit.metrics.inception import file_sha256
 from gankit.models.registry import build_generator
 from gankit.training import Trainer, prepare_run_dir
+from tests.tiny import sagan_config, sagan_digits_run
 
 
 @pytest.fixture(autouse=True)
@@ -27,9 +25,7 @@ def _cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def untrained_export(tmp_path_factory) -> str:
-    from tests.conftest import tiny_sagan_config
-
-    cfg = tiny_sagan_config()
+    cfg = sagan_config()
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("eval") / "untrained.safetensors"
     build_generator(cfg).save_export(path)
@@ -95,23 +91,7 @@ def test_evaluate_errors_are_one_line(untrained_export, tmp_path, capsys):
 
 
 def test_evaluation_during_training_logs_metrics_and_keeps_best_checkpoint(tmp_path):
-    cfg = resolve_config(
-        "sagan-digits",
-        overrides={
-            "model": {"z_dim": 16, "g_conv_dim": 8, "d_conv_dim": 8},
-            "training": {
-                "steps": 4,
-                "batch_size": 8,
-                "log_every": 3,
-                "sample_every": 100,
-                "checkpoint_every": 100,
-                "eval_every": 2,
-                "eval_num": 100,
-                "device": "cpu",
-                "tensorboard": False,
-            },
-        },
-    )
+    cfg = sagan_digits_run(steps=4, log_every=3, sample_every=100, checkpoint_every=100, eval_every=2, eval_num=100)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
     trainer.fit()
     with open(tmp_path / "run" / "metrics.csv", newline="") as f:
@@ -127,15 +107,6 @@ def test_evaluation_during_training_logs_metrics_and_keeps_best_checkpoint(tmp_p
     assert best["step"] == min(fids, key=fids.get) and best["fid"] == pytest.approx(min(fids.values()), rel=1e-5)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert state["step"] == best["step"]
-
-
-def test_eval_config_validation():
-    base = {"model": {"z_dim": 16}}
-    for bad in ({"eval_every": -1}, {"eval_num": 1}, {"eval_every": 2.5}):
-        with pytest.raises(UserError, match="training.eval_"):
-            resolve_config("sagan-digits", overrides={**copy.deepcopy(base), "training": bad})
-    cfg = resolve_config("sagan-digits", overrides={"training": {"eval_every": 0}})
-    assert cfg.training.eval_every == 0 and cfg.training.eval_features == "auto"
 
 
 def _digit_pngs(root, per_class: int, class_folders: bool) -> None:

@@ -1,4 +1,5 @@
-"""``gankit explore`` at the HTTP level: every endpoint with good and bad requests, on tiny models built here.
+"""``gankit explore`` at the HTTP level: every endpoint with good and bad requests, on the tiny models of
+``tests.tiny``.
 
 A 500 is never an acceptable answer to bad input: the TestClient re-raises server exceptions, so a request that
 reached the catch-all would fail the test that sent it.
@@ -6,7 +7,6 @@ reached the catch-all would fail the test that sent it.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import io
 import json
@@ -30,40 +30,21 @@ if importlib.util.find_spec("starlette") is None or importlib.util.find_spec("uv
 
 from starlette.testclient import TestClient  # noqa: E402
 
-# gankit imports: kept in one block (the refactor moves some of them)
+# imported after the skip above: gankit.apps.explore needs the explore extra
 import gankit  # noqa: E402
 from gankit.apps.explore import EXTRA_MESSAGE, Limits, create_app, serve  # noqa: E402
 from gankit.apps.explore.core import PADDING, to_uint8  # noqa: E402
 from gankit.apps.explore.server import LOOPBACK_HOST_HEADERS, bind, is_loopback  # noqa: E402
 from gankit.errors import UserError  # noqa: E402
-from gankit.models import DCGANConfig, DCGANGenerator, SAGANGenerator  # noqa: E402
-from tests.conftest import tiny_sagan_config  # noqa: E402
+from tests.tiny import lively_sagan, seeded_dcgan  # noqa: E402
 
 OLD_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "old_runs"
 S = 16
 
 
-def tiny_sagan(num_classes: int = 10, seed: int = 0) -> SAGANGenerator:
-    torch.manual_seed(seed)
-    cfg = dataclasses.replace(tiny_sagan_config(), image_size=S, num_classes=num_classes)
-    g = SAGANGenerator(cfg).eval().requires_grad_(False)
-    for name, p in g.named_parameters():  # untrained weights, but a class and attention that matter
-        if ".norm." in name:  # class-conditional batch norm starts the same for every class
-            p.add_(torch.randn(p.shape) * 0.5)
-        if name.endswith("gamma"):
-            p.fill_(0.25)
-    return g
-
-
-def tiny_dcgan() -> DCGANGenerator:
-    torch.manual_seed(0)
-    cfg = DCGANConfig(image_size=S, channels=1, z_dim=8, g_conv_dim=8, d_conv_dim=8)
-    return DCGANGenerator(cfg).eval().requires_grad_(False)
-
-
 @pytest.fixture(scope="module")
 def sagan():
-    return tiny_sagan()
+    return lively_sagan()
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +55,13 @@ def client(sagan):
 
 @pytest.fixture(scope="module")
 def uncond():
-    with TestClient(create_app(tiny_sagan(num_classes=0), source="tiny-uncond")) as c:
+    with TestClient(create_app(lively_sagan(num_classes=0), source="tiny-uncond")) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def dcgan():
-    with TestClient(create_app(tiny_dcgan(), source="tiny-dcgan")) as c:
+    with TestClient(create_app(seeded_dcgan(), source="tiny-dcgan")) as c:
         yield c
 
 

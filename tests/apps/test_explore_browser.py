@@ -106,9 +106,9 @@ def page(browser):
 
 def sagan_app():
     from gankit.apps.explore import create_app
-    from tests.apps.test_explore import tiny_sagan
+    from tests.tiny import lively_sagan
 
-    return create_app(tiny_sagan(), source="tiny-sagan")
+    return create_app(lively_sagan(), source="tiny-sagan")
 
 
 def ready(page, selector: str, url_part: str) -> None:
@@ -189,9 +189,9 @@ def test_explorer_page_end_to_end(page):
 
 def test_attention_is_not_available_for_dcgan(page):
     from gankit.apps.explore import create_app
-    from tests.apps.test_explore import tiny_dcgan
+    from tests.tiny import seeded_dcgan
 
-    with running(create_app(tiny_dcgan(), source="tiny-dcgan")) as url:
+    with running(create_app(seeded_dcgan(), source="tiny-dcgan")) as url:
         page.goto(url)
         page.wait_for_selector("body[data-ready='1']")
         ready(page, "#image", "index=0")

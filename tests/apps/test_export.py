@@ -8,21 +8,27 @@ import torch
 from safetensors import safe_open
 
 import gankit
-from gankit.apps.export import count_spectral_norm, export_generator, fold_generator
+from gankit.apps.export import export_generator
 from gankit.cli import main
 from gankit.models import build_generator
+from gankit.nn import fold_spectral_norm, has_spectral_norm
 from gankit.training import Trainer, prepare_run_dir
-from tests.training.test_families import synthetic_batches, tiny_config
+from tests.tiny import family_run, synthetic_batches
 
 
 def _run(tmp_path_factory, name: str, **model):
-    cfg = tiny_config(name, "hinge", **model)
+    cfg = family_run(name, "hinge", **model)
     run = prepare_run_dir(tmp_path_factory.mktemp("export") / name)
     trainer = Trainer(cfg, run, progress=False, batches=synthetic_batches(cfg))
     for _ in range(3):  # moves the weights and the power-iteration vectors u, v away from their initial values
         trainer.train_step()
     trainer.save_checkpoint()
     return run
+
+
+def count_spectral_norm(G: torch.nn.Module) -> int:
+    """The modules of ``G`` with a spectral-norm parametrization."""
+    return sum(has_spectral_norm(m) for m in G.modules())
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,7 @@ def _outputs(G, n: int = 4) -> torch.Tensor:
 
 @pytest.mark.parametrize("family", ["sngan", "sagan"])
 def test_folded_generator_equals_sn_generator_in_eval(family, tmp_path):
-    cfg = tiny_config("sngan-proj" if family == "sngan" else "sagan", "hinge", g_spectral_norm=True).model
+    cfg = family_run("sngan-proj" if family == "sngan" else "sagan", "hinge", g_spectral_norm=True).model
     torch.manual_seed(0)
     G = build_generator(cfg)
     G.train()
@@ -60,7 +66,7 @@ def test_folded_generator_equals_sn_generator_in_eval(family, tmp_path):
     G.eval()
     n_sn = count_spectral_norm(G)
     assert n_sn >= 2
-    folded = fold_generator(copy.deepcopy(G))  # folding a copy must leave G (sharing its classes) intact
+    folded = fold_spectral_norm(copy.deepcopy(G).eval())  # folding a copy must leave G (sharing its classes) intact
     assert count_spectral_norm(folded) == 0
     keys = list(folded.state_dict())
     assert not any("parametrizations" in k or k.endswith(("_u", "_v")) for k in keys)

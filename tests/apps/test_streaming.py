@@ -12,7 +12,7 @@ from gankit.apps.sample import SampleSpec, write_samples
 from gankit.metrics.evaluate import Evaluator, open_npz_images
 from gankit.metrics.features import FeatureExtractor
 from gankit.models.registry import build_generator
-from tests.conftest import tiny_sagan_config
+from tests.tiny import sagan_config
 
 
 class AliveCounter:
@@ -32,7 +32,7 @@ class AliveCounter:
 def counted_generator():
     """A tiny conditional generator whose ``sample`` registers every batch it makes with an AliveCounter."""
     torch.manual_seed(0)
-    generator = build_generator(tiny_sagan_config()).eval()
+    generator = build_generator(sagan_config()).eval()
     counter = AliveCounter()
     sample = generator.sample
     generator.sample = lambda *args, **kwargs: counter.add(sample(*args, **kwargs))

@@ -13,6 +13,7 @@ import gankit
 from gankit.apps.torchhub import ZooPGAN
 from gankit.errors import UserError
 from tests.compat.test_pgan_zoo import build_zoo_file, reference_forward
+from tests.tiny import pgan_config
 
 REPO_DIR = str(Path(__file__).resolve().parents[2])
 DEPTHS = (16, 12, 8)
@@ -116,9 +117,9 @@ def test_native_entry_points(zoo_file, tmp_path):
     with pytest.raises(UserError, match="pass weights=PATH"):
         hubconf.sngan()
     # A gankit PGAN export behind the zoo-style PGAN object
-    from gankit.models.pgan import PGANConfig, ProgressiveGenerator
+    from gankit.models.pgan import ProgressiveGenerator
 
-    cfg = PGANConfig(image_size=8, channels=1, z_dim=4, depths=(8, 4), steps_per_scale=(2, 2), fade_steps=1)
+    cfg = pgan_config(image_size=8, z_dim=4, depths=(8, 4), steps_per_scale=(2, 2), fade_steps=1, fade_every=32)
     native = ProgressiveGenerator(cfg, scale=1)
     native.set_alpha(0.5)
     export = native.save_export(tmp_path / "generator.safetensors")

@@ -1,4 +1,5 @@
-"""End to end through the CLI: the issue's acceptance runs on folders, MNIST, CIFAR-10 and a cache."""
+"""End to end through the CLI: training from image folders (broken files included, class sub-folders), MNIST IDX
+files, CIFAR-10 binary batches and a prepared cache, the data errors, and resuming a folder run."""
 
 import json
 
@@ -8,22 +9,8 @@ import torch
 
 from gankit.cli import main
 from gankit.io import load_checkpoint
-from tests.conftest import TINY_SETS
 from tests.data_writers import mixed_folder, noise, save_image, snapshot, write_cifar_batch, write_mnist
-
-SMALL_SAGAN = [  # sagan-celeba64 shrunk to 16x16 for the tests that are not about the preset itself
-    "--set",
-    "model.image_size=16",
-    "--set",
-    "model.g_attention_resolutions=[8]",
-    "--set",
-    "model.d_attention_resolutions=[8]",
-    "--set",
-    "training.tensorboard=false",
-    *TINY_SETS,
-]
-TINY_WIDTHS = ["--set", "model.z_dim=16", "--set", "model.g_conv_dim=8", "--set", "model.d_conv_dim=8"]
-SMALL_SNGAN = ["--set", "model.g_conv_dim=8", "--set", "model.d_conv_dim=8", "--set", "training.tensorboard=false"]
+from tests.tiny import CELEBA64_AT_16_SETS, SNGAN_WIDTH_SETS, TINY_SETS, WIDTH_SETS
 
 
 def train(*args: str) -> int:
@@ -43,7 +30,7 @@ def test_sagan_celeba64_on_a_folder_with_broken_files(tmp_path, capsys):
     before = snapshot(data)
     run = tmp_path / "run"
     assert train("--preset", "sagan-celeba64", "--data", str(data), "--steps", "2", "--batch-size", "4",
-                 "--out", str(run), *TINY_WIDTHS) == 0  # fmt: skip
+                 "--out", str(run), *WIDTH_SETS) == 0  # fmt: skip
     err = capsys.readouterr().err
     for name in files["bad"]:
         assert f"skipped {data / name}" in err
@@ -75,7 +62,7 @@ def test_class_folders_train_a_conditional_model_and_write_classes_json(tmp_path
     assert "model.num_classes is 10 but the data has 3 classes" in one_line_error(capsys)
     # an unconditional model cannot use the labels asked for
     assert train("--preset", "sagan-celeba64", "--data", str(data), "--labels", "subdirs", "--steps", "1",
-                 "--out", str(tmp_path / "r3"), *SMALL_SAGAN) == 2  # fmt: skip
+                 "--out", str(tmp_path / "r3"), *CELEBA64_AT_16_SETS) == 2  # fmt: skip
     assert "found 3 classes but the model is unconditional; add --set model.num_classes=3" in one_line_error(capsys)
 
 
@@ -84,7 +71,7 @@ def test_sngan_mnist_preset_reads_idx_files(tmp_path):
     write_mnist(tmp_path / "mnist", rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), np.arange(20) % 10, gz=True)
     run = tmp_path / "run"
     assert train("--preset", "sngan-mnist", "--data", str(tmp_path / "mnist"), "--steps", "2", "--batch-size", "4",
-                 "--out", str(run), *SMALL_SNGAN) == 0  # fmt: skip
+                 "--out", str(run), *SNGAN_WIDTH_SETS) == 0  # fmt: skip
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["config"]["data"]["dataset"] == "mnist" and state["data"]["sampler"]["index"] == 8
 
@@ -96,7 +83,7 @@ def test_sngan_cifar10_preset_reads_binary_batches(tmp_path):
                       np.arange(12) % 10)  # fmt: skip
     run = tmp_path / "run"
     assert train("--preset", "sngan-cifar10", "--data", str(tmp_path), "--steps", "1", "--batch-size", "2",
-                 "--out", str(run), *SMALL_SNGAN) == 0  # fmt: skip
+                 "--out", str(run), *SNGAN_WIDTH_SETS) == 0  # fmt: skip
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["config"]["data"]["dataset"] == "cifar10" and state["data"]["sampler"]["index"] == 10  # 5 D steps
 
@@ -124,7 +111,7 @@ def test_data_errors_are_one_line(tmp_path, capsys):
     data = tmp_path / "mixed"
     mixed_folder(data, size=16)
     assert train("--preset", "sagan-celeba64", "--data", str(data), "--strict", "--out", str(tmp_path / "r1"),
-                 *SMALL_SAGAN) == 2  # fmt: skip
+                 *CELEBA64_AT_16_SETS) == 2  # fmt: skip
     assert f"{data / 'cut.jpg'}: corrupt or truncated image" in one_line_error(capsys)
     assert train("--preset", "sagan-celeba64", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r2")) == 2
     assert "does not exist; check the path" in one_line_error(capsys)
@@ -140,7 +127,7 @@ def test_resuming_a_folder_run_continues_its_data_order(tmp_path):
     for k in range(5):
         save_image(data / f"{k}.jpg", noise(20, 20, seed=k), quality=90)
     one, two = tmp_path / "one", tmp_path / "two"
-    common = ["--preset", "sagan-celeba64", "--data", str(data), "--checkpoint-every", "2", *SMALL_SAGAN]
+    common = ["--preset", "sagan-celeba64", "--data", str(data), "--checkpoint-every", "2", *CELEBA64_AT_16_SETS]
     assert train(*common, "--steps", "3", "--out", str(one)) == 0
     assert train(*common, "--steps", "2", "--out", str(two)) == 0
     assert main(["train", "--resume", str(two), "--steps", "3", "--no-progress"]) == 0
@@ -157,7 +144,7 @@ def test_sagan_folder64_small_trains_a_small_folder_with_ada(tmp_path):
         save_image(data / f"{k}.png", noise(70, 64, seed=k))
     run = tmp_path / "run"
     assert train("--preset", "sagan-folder64-small", "--data", str(data), "--steps", "2", "--batch-size", "4",
-                 "--out", str(run), *TINY_WIDTHS) == 0  # fmt: skip
+                 "--out", str(run), *WIDTH_SETS) == 0  # fmt: skip
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     model, training = state["config"]["model"], state["config"]["training"]
     assert (model["image_size"], model["channels"], training["augment"]) == (64, 3, "ada")

@@ -207,7 +207,7 @@ def _raw_state(path: Path, which: str) -> dict:
     return read_pgan_zoo(path).avgG if which == "avgG" else read_pgan_zoo(path).netG  # type: ignore[return-value]
 
 
-# ------------------------------------------------------------------------------------------ the acceptance matrix
+# ------------------------------------------------------------- every scale count, alpha, key layout and generator
 
 DEPTHS_BY_SCALES = {1: (16,), 2: (16, 12), 3: (16, 12, 8), 4: (16, 16, 8, 8)}
 

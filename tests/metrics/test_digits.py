@@ -11,9 +11,9 @@ from gankit.cli import main
 from gankit.data import digits_tensor
 from gankit.errors import UserError
 from gankit.metrics.digits import digits_report
-from gankit.models.dcgan import DCGANConfig
 from gankit.models.registry import build_generator
 from tests.data_writers import write_mnist
+from tests.tiny import dcgan_config
 
 
 class FakeGenerator:
@@ -131,7 +131,7 @@ def test_report_uses_the_test_split_and_checks_class_counts(tmp_path):
 
 
 def test_cli_reports_json_and_bad_data_in_one_line(tmp_path, capsys):
-    cfg = DCGANConfig(image_size=16, channels=1, z_dim=8, g_conv_dim=8, d_conv_dim=8)
+    cfg = dcgan_config()
     path = build_generator(cfg).save_export(tmp_path / "g.safetensors")
     assert main(["report", str(path), "--per-class", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -143,7 +143,7 @@ def test_cli_reports_json_and_bad_data_in_one_line(tmp_path, capsys):
 
 def test_python_dash_m_alias_is_gankit_report(tmp_path, capsys):
     """Scripts that ran ``python -m gankit.metrics.digits RUN`` get the same report as ``gankit report RUN``."""
-    cfg = DCGANConfig(image_size=16, channels=1, z_dim=8, g_conv_dim=8, d_conv_dim=8)
+    cfg = dcgan_config()
     path = build_generator(cfg).save_export(tmp_path / "g.safetensors")
     args = [str(path), "--per-class", "2", "--seed", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same numerics as this process

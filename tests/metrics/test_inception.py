@@ -8,6 +8,7 @@ from gankit.errors import UserError
 from gankit.metrics import inception
 from gankit.metrics.features import inception_extractor, inception_input
 from gankit.metrics.inception import FIDInceptionV3, load_inception, resize_bilinear_tf
+from tests.tiny import sagan_config
 
 # A few entries of pt_inception-2015-12-05-6726825d.pth (the TF graph converted by pytorch-fid).
 STANDARD_SHAPES = {
@@ -147,13 +148,10 @@ def test_evaluate_cli_with_inception_features(random_weights, tmp_path, monkeypa
 
     from gankit.cli import main
     from gankit.data.digits import digits_tensor
-    from gankit.models import SAGANConfig
     from gankit.models.registry import build_generator
 
     monkeypatch.setenv("GANKIT_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = SAGANConfig(
-        image_size=16, channels=1, z_dim=8, g_conv_dim=8, d_conv_dim=8, g_attention_resolutions=(8,), num_classes=0
-    )
+    cfg = sagan_config(z_dim=8, d_attention_resolutions=(8, 4), num_classes=0)
     build_generator(cfg).save_export(tmp_path / "g.safetensors")
     images, _ = digits_tensor("test", 16, 1)
     np.savez(tmp_path / "real.npz", images=images[:6].numpy())
@@ -200,8 +198,8 @@ def test_tf_bilinear_resize_is_bit_equal_to_the_tf1_kernel_in_float32(shape):
     for b in range(2):
         for c in range(3):
             np.testing.assert_array_equal(out[b, c], tf1_resize_reference(levels[b, c], 299, 299))
-    # positions in float64 (the old code) give other weights (by up to 1e-2 levels for large inputs): the
-    # bit-equality above tells them apart
+    # positions computed in float64 give other weights (by up to 1e-2 levels for large inputs): the
+    # bit-equality above tells the two apart
     pos64 = np.arange(299) * (shape[0] / 299)
     pos32 = np.arange(299, dtype=np.float32) * np.float32(shape[0] / 299)
     assert ((pos64 - np.floor(pos64)).astype(np.float32) != pos32 - np.floor(pos32)).any()

@@ -1,9 +1,10 @@
 """The contract every registered family keeps: the G/D interface the trainer, the loaders and the apps rely on.
 
-Each family is run through the same checks with a tiny config (widths 4-8): seeded determinism, labels that
-change a conditional generator's output, export -> load giving identical outputs, one training step that changes
-the weights and stays finite, and every supported image size (and the first unsupported ones refused). A family
-added to the registry without an entry here fails :func:`test_every_registered_family_is_covered`.
+Each family is run through the same checks with its tiny config (``tests.tiny.family_config``, widths 4-16):
+seeded determinism, labels that change a conditional generator's output, export -> load giving identical outputs,
+one training step that changes the weights and stays finite, and every supported image size (and the first
+unsupported ones refused). A family added to the registry without an entry in ``tests.tiny.FAMILY_FIELDS`` and in
+:data:`SIZES` here fails :func:`test_every_registered_family_is_covered`.
 """
 
 from __future__ import annotations
@@ -15,52 +16,29 @@ import pytest
 import torch
 
 import gankit
-from gankit.config import RunConfig, TrainingConfig
-from gankit.data import TensorBatches
 from gankit.errors import UserError
 from gankit.models import FAMILIES, build_discriminator, build_generator
-from gankit.models.base import ModelConfig
 from gankit.training import Trainer, prepare_run_dir
+from tests.tiny import FAMILY_FIELDS, VARIANTS, family_config, grown, labels_for, model_run, seeded_batches
 
 POWERS = (16, 32, 64, 128, 256)
-# family -> (tiny config fields, supported sizes, refused sizes); PGAN sizes are its final resolutions
-CONTRACT: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...]]] = {
-    "sagan": (dict(z_dim=8, g_conv_dim=8, d_conv_dim=8, max_channels=16, g_attention_resolutions=(8,),
-                   d_attention_resolutions=(8,)), POWERS, (8, 24, 512)),
-    "sngan": (dict(arch="resnet", z_dim=8, g_conv_dim=8, d_conv_dim=8), tuple(range(16, 129, 8)), (8, 20, 136)),
-    "dcgan": (dict(z_dim=8, g_conv_dim=4, d_conv_dim=4), POWERS, (8, 24, 512)),
-    "pgan": (dict(z_dim=8), (4, 8, 16, 32, 64, 128, 256, 512, 1024), (2, 24, 2048)),
-}  # fmt: skip
-VARIANTS = [(family, k) for family in CONTRACT for k in (0, 3)]  # unconditional and 3-class conditional
-
-
-def tiny(family: str, image_size: int = 16, num_classes: int = 0, **changes) -> ModelConfig:
-    fields, _, _ = CONTRACT[family]
-    fields = {**fields, "image_size": image_size, "channels": 1, "num_classes": num_classes, **changes}
-    if family == "pgan":
-        n = image_size.bit_length() - 2
-        fields.update(depths=(8,) * n, steps_per_scale=(2,) * n, fade_steps=1)
-    return FAMILIES[family].config.from_dict(fields)
-
-
-def labels_for(cfg: ModelConfig, n: int) -> torch.Tensor | None:
-    return torch.arange(n) % cfg.num_classes if cfg.num_classes else None
-
-
-def grown(G: torch.nn.Module) -> torch.nn.Module:
-    """A growing generator at its final scale, fully faded in; others as they are."""
-    if getattr(G, "grows_progressively", False):
-        G.set_scale(G.config.num_scales - 1)
-    return G
+# family -> (supported sizes, refused sizes) of its tiny config (tests.tiny.FAMILY_FIELDS); PGAN sizes are its final
+# resolutions
+SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "sagan": (POWERS, (8, 24, 512)),
+    "sngan": (tuple(range(16, 129, 8)), (8, 20, 136)),
+    "dcgan": (POWERS, (8, 24, 512)),
+    "pgan": ((4, 8, 16, 32, 64, 128, 256, 512, 1024), (2, 24, 2048)),
+}
 
 
 def test_every_registered_family_is_covered():
-    assert set(CONTRACT) == set(FAMILIES)
+    assert set(SIZES) == set(FAMILY_FIELDS) == set(FAMILIES)
 
 
 @pytest.mark.parametrize(("family", "k"), VARIANTS)
 def test_seeded_construction_and_sampling_are_deterministic(family, k):
-    cfg = tiny(family, num_classes=k)
+    cfg = family_config(family, num_classes=k)
     torch.manual_seed(5)
     a = grown(build_generator(cfg)).eval()
     torch.manual_seed(5)
@@ -76,10 +54,10 @@ def test_seeded_construction_and_sampling_are_deterministic(family, k):
     assert any(not torch.equal(v, c.state_dict()[key]) for key, v in a.state_dict().items() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("family", list(CONTRACT))
+@pytest.mark.parametrize("family", list(FAMILY_FIELDS))
 def test_labels_change_a_conditional_generators_output(family):
     torch.manual_seed(0)
-    G = grown(build_generator(tiny(family, num_classes=3))).eval()
+    G = grown(build_generator(family_config(family, num_classes=3))).eval()
     with torch.no_grad():
         for module in G.modules():  # conditional gains start at 1: randomise them so every class differs
             if hasattr(module, "gain") and isinstance(module.gain, torch.nn.Embedding):
@@ -99,7 +77,7 @@ def test_labels_change_a_conditional_generators_output(family):
 @pytest.mark.parametrize(("family", "k"), VARIANTS)
 def test_export_then_load_gives_identical_outputs(family, k, tmp_path):
     torch.manual_seed(0)
-    G = grown(build_generator(tiny(family, num_classes=k))).eval()
+    G = grown(build_generator(family_config(family, num_classes=k))).eval()
     loaded = gankit.load_generator(G.save_export(tmp_path / "g.safetensors"))
     assert type(loaded) is type(G) and loaded.config == G.config and not loaded.training
     z, y = torch.randn(5, 8), labels_for(G.config, 5)
@@ -113,7 +91,7 @@ def test_batch_independent_is_honest(family, k):
     # for a sample ignores the other samples. Checked in training mode (batch norm on batch statistics), each
     # pass from the same state (a training-mode forward moves spectral norm's power iteration).
     torch.manual_seed(0)
-    D = build_discriminator(tiny(family, num_classes=k))
+    D = build_discriminator(family_config(family, num_classes=k))
     if getattr(D, "grows_progressively", False):
         D.set_scale(D.config.num_scales - 1)
     x = torch.randn(8, 1, 16, 16)
@@ -127,13 +105,10 @@ def test_batch_independent_is_honest(family, k):
 
 @pytest.mark.parametrize(("family", "k"), VARIANTS)
 def test_one_training_step_changes_the_weights_and_stays_finite(family, k, tmp_path):
-    model = tiny(family, num_classes=k)
-    cfg = RunConfig(model=model, training=TrainingConfig(batch_size=4, steps=1, device="cpu", tensorboard=False))
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(8, 1, model.image_size, model.image_size, generator=g) * 2 - 1
-    batches = TensorBatches(images, labels_for(model, 8), batch_size=4, seed=0, device="cpu")
+    model = family_config(family, num_classes=k)
+    cfg = model_run(model, steps=1)
     torch.manual_seed(0)
-    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=batches)
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
     g0, d0 = copy.deepcopy(trainer.G.state_dict()), copy.deepcopy(trainer.D.state_dict())
     stats = trainer.train_step()
     assert float(stats["skipped"]) == 0 and all(torch.isfinite(v).all() for v in stats.values())
@@ -146,10 +121,10 @@ def test_one_training_step_changes_the_weights_and_stays_finite(family, k, tmp_p
 @pytest.mark.parametrize(("family", "k"), VARIANTS)
 @torch.no_grad()
 def test_every_supported_size(family, k):
-    _, sizes, refused = CONTRACT[family]
+    sizes, refused = SIZES[family]
     for size in sizes:
         torch.manual_seed(size)
-        cfg = tiny(family, image_size=size, num_classes=k)
+        cfg = family_config(family, image_size=size, num_classes=k)
         G, D = grown(build_generator(cfg)).eval(), grown(build_discriminator(cfg)).eval()
         y = labels_for(cfg, 2)
         x = G(torch.randn(2, 8), y)
@@ -160,6 +135,6 @@ def test_every_supported_size(family, k):
         logits = D(x, y)
         assert logits.shape == (2,) and torch.isfinite(logits).all()
     for size in refused:
-        fields = dataclasses.asdict(tiny(family)) | {"image_size": size}
+        fields = dataclasses.asdict(family_config(family)) | {"image_size": size}
         with pytest.raises(UserError, match="image_size"):
             FAMILIES[family].config.from_dict(fields)

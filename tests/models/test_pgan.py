@@ -10,16 +10,9 @@ import torch.nn.functional as F
 
 from gankit.errors import UserError
 from gankit.models import build_discriminator, build_generator, model_config_from_dict
-from gankit.models.pgan import PGANConfig, ProgressiveDiscriminator, ProgressiveGenerator
+from gankit.models.pgan import ProgressiveDiscriminator, ProgressiveGenerator
 from gankit.nn import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm
-
-
-def tiny_cfg(**kw) -> PGANConfig:
-    base = dict(
-        image_size=16, channels=1, z_dim=8, depths=(8, 8, 4), steps_per_scale=(3, 6, 4), fade_steps=4, fade_every=1
-    )
-    return PGANConfig(**{**base, **kw})
-
+from tests.tiny import pgan_config
 
 # ------------------------------------------------------------------------------------------ layers
 
@@ -64,7 +57,7 @@ def test_pixel_norm_and_minibatch_stddev():
 
 
 def test_generator_and_discriminator_grow_one_scale_at_a_time():
-    cfg = tiny_cfg(num_classes=3)
+    cfg = pgan_config(num_classes=3)
     G, D = ProgressiveGenerator(cfg), ProgressiveDiscriminator(cfg)
     z, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
     for scale, size in enumerate((4, 8, 16)):
@@ -87,8 +80,8 @@ def test_generator_and_discriminator_grow_one_scale_at_a_time():
 
 def test_fade_in_blends_old_and_new_paths():
     torch.manual_seed(0)
-    G = ProgressiveGenerator(tiny_cfg(), scale=1)
-    D = ProgressiveDiscriminator(tiny_cfg(), scale=1)
+    G = ProgressiveGenerator(pgan_config(), scale=1)
+    D = ProgressiveDiscriminator(pgan_config(), scale=1)
     with torch.no_grad():
         for p in (*G.to_rgb.parameters(), *D.from_rgb.parameters()):
             p.normal_()
@@ -98,13 +91,13 @@ def test_fade_in_blends_old_and_new_paths():
     G.set_alpha(0.0)
     old = G(z)  # alpha 0: exactly the previous scale's image, nearest-upsampled
     torch.testing.assert_close(old[..., 0::2, 0::2], old[..., 1::2, 1::2])
-    G4 = ProgressiveGenerator(tiny_cfg())
+    G4 = ProgressiveGenerator(pgan_config())
     G4.load_state_dict({k: v for k, v in G.state_dict().items() if not k.startswith(("blocks.", "to_rgb.1"))})
     torch.testing.assert_close(old, F.interpolate(G4(z), scale_factor=2.0, mode="nearest"))
     G.set_alpha(0.3)
     torch.testing.assert_close(G(z), 0.3 * new + 0.7 * old)
     x = torch.randn(3, 1, 8, 8)
-    D4 = ProgressiveDiscriminator(tiny_cfg())
+    D4 = ProgressiveDiscriminator(pgan_config())
     D4.load_state_dict({k: v for k, v in D.state_dict().items() if not k.startswith(("blocks.", "from_rgb.1"))})
     D.set_alpha(0.0)  # alpha 0: the previous scale's D on the average-pooled image
     torch.testing.assert_close(D(x), D4(F.avg_pool2d(x, 2)))
@@ -117,28 +110,28 @@ def test_fade_in_blends_old_and_new_paths():
 
 
 def test_state_dict_round_trip_at_any_scale_and_alpha():
-    G = ProgressiveGenerator(tiny_cfg(), scale=2)
+    G = ProgressiveGenerator(pgan_config(), scale=2)
     G.set_alpha(0.6)
-    fresh = build_generator(tiny_cfg())  # built at 4x4: loading grows it to the saved scale
+    fresh = build_generator(pgan_config())  # built at 4x4: loading grows it to the saved scale
     fresh.load_state_dict(G.state_dict())
     z = torch.randn(2, 8)
     assert fresh.scale == 2 and float(fresh.alpha) == pytest.approx(0.6)
     torch.testing.assert_close(fresh(z), G(z))
     fresh.set_scale(0)
     assert fresh.image_size == 4 and len(fresh.to_rgb) == 1
-    assert isinstance(build_discriminator(tiny_cfg()), ProgressiveDiscriminator)
+    assert isinstance(build_discriminator(pgan_config()), ProgressiveDiscriminator)
 
 
 def test_config_validation_is_specific():
-    cfg = model_config_from_dict({"family": "pgan", **tiny_cfg().to_dict()})
-    assert cfg == tiny_cfg() and cfg.num_scales == 3
+    cfg = model_config_from_dict({"family": "pgan", **pgan_config().to_dict()})
+    assert cfg == pgan_config() and cfg.num_scales == 3
     with pytest.raises(UserError, match=r"model.depths must hold 3 positive integers, one per scale \(4, 8, 16\)"):
-        tiny_cfg(depths=(8, 8)).validate()
+        pgan_config(depths=(8, 8)).validate()
     with pytest.raises(UserError, match="fade_steps \\(7\\) is longer"):
-        tiny_cfg(fade_steps=7).validate()
+        pgan_config(fade_steps=7).validate()
     with pytest.raises(UserError, match="batch_per_scale must hold 3"):
-        ProgressiveGenerator(tiny_cfg(batch_per_scale=(4, 4)))
-    with pytest.raises(UserError, match="unknown model key 'depth' .*did you mean 'depths'"):
+        ProgressiveGenerator(pgan_config(batch_per_scale=(4, 4)))
+    with pytest.raises(UserError, match=r"unknown config key model.depth \(did you mean 'depths'\?\)"):
         model_config_from_dict({"family": "pgan", "depth": [1]})
 
 
@@ -162,7 +155,7 @@ def _rms_normalised(x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def test_the_zoo_form_normalises_the_one_hot_together_with_the_latent():
     torch.manual_seed(0)
-    G = ProgressiveGenerator(tiny_cfg(num_classes=3))
+    G = ProgressiveGenerator(pgan_config(num_classes=3))
     z, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 1])
     expected = _rms_normalised(torch.cat([z, F.one_hot(y, 3).float()], dim=1))
     torch.testing.assert_close(_first_layer_input(G, z, y), expected)
@@ -172,7 +165,7 @@ def test_the_zoo_form_normalises_the_one_hot_together_with_the_latent():
 @torch.no_grad()
 def test_class_embedding_normalises_the_class_on_its_own():
     torch.manual_seed(0)
-    G = ProgressiveGenerator(tiny_cfg(num_classes=3, class_embedding=True))
+    G = ProgressiveGenerator(pgan_config(num_classes=3, class_embedding=True))
     z, y = torch.randn(4, 8) * 3, torch.tensor([0, 1, 2, 1])
     embed = G.class_embed
     e = F.linear(F.one_hot(y, 3).float(), embed.weight * embed.scale, embed.bias)  # plain equalized dense layer
@@ -184,16 +177,16 @@ def test_class_embedding_normalises_the_class_on_its_own():
     # the raw zoo-style input (z, one-hot) still drives it
     torch.testing.assert_close(G.synthesize(torch.cat([z, F.one_hot(y, 3).float()], 1)), G(z, y))
     # an unconditional model ignores the flag
-    assert ProgressiveGenerator(tiny_cfg(class_embedding=True)).class_embed is None
+    assert ProgressiveGenerator(pgan_config(class_embedding=True)).class_embed is None
     with pytest.raises(UserError, match="class_embedding must be true or false"):
-        tiny_cfg(num_classes=3, class_embedding="yes").validate()
+        pgan_config(num_classes=3, class_embedding="yes").validate()
 
 
 def test_class_embedding_round_trips_through_an_export(tmp_path):
     import gankit
 
     torch.manual_seed(0)
-    G = ProgressiveGenerator(tiny_cfg(num_classes=3, class_embedding=True), scale=2).eval()
+    G = ProgressiveGenerator(pgan_config(num_classes=3, class_embedding=True), scale=2).eval()
     loaded = gankit.load_generator(G.save_export(tmp_path / "g.safetensors"))
     assert loaded.config == G.config and "class_embed.weight" in loaded.state_dict()
     z, y = torch.randn(3, 8), torch.tensor([0, 1, 2])

@@ -8,6 +8,7 @@ from gankit.config import load_preset
 from gankit.errors import UserError
 from gankit.models import SAGANConfig, SAGANDiscriminator, SAGANGenerator, model_config_from_dict
 from gankit.nn import ConditionalBatchNorm2d, SelfAttention2d, has_spectral_norm
+from tests.tiny import sagan_config
 
 
 def _trace(model: nn.Module, *inputs) -> list[tuple[str, tuple[int, ...]]]:
@@ -88,9 +89,9 @@ def test_non_power_of_two_and_impossible_attention_are_clear_errors():
         SAGANConfig.from_dict({"zdim": 3})
 
 
-def test_projection_discriminator_formula(tiny_cfg):
+def test_projection_discriminator_formula():
     torch.manual_seed(0)
-    D = SAGANDiscriminator(tiny_cfg).eval()
+    D = SAGANDiscriminator(sagan_config()).eval()
     x, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 3, 3, 9])
     h = x
     for block in D.blocks:
@@ -105,9 +106,9 @@ def test_projection_discriminator_formula(tiny_cfg):
         D(x)
 
 
-def test_conditional_generator_uses_cbn_and_labels(tiny_cfg):
+def test_conditional_generator_uses_cbn_and_labels():
     torch.manual_seed(0)
-    G = SAGANGenerator(tiny_cfg)
+    G = SAGANGenerator(sagan_config())
     assert all(isinstance(b.norm.norm, ConditionalBatchNorm2d) for b in G.blocks)
     with torch.no_grad():
         for b in G.blocks:
@@ -121,8 +122,8 @@ def test_conditional_generator_uses_cbn_and_labels(tiny_cfg):
         G(z)
 
 
-def test_sample_with_generator_is_reproducible_and_truncation_bounds_latents(tiny_cfg):
-    G = SAGANGenerator(tiny_cfg).eval()
+def test_sample_with_generator_is_reproducible_and_truncation_bounds_latents():
+    G = SAGANGenerator(sagan_config()).eval()
     a = G.sample(5, labels=3, generator=torch.Generator().manual_seed(1))
     b = G.sample(5, labels=[3] * 5, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
@@ -132,8 +133,8 @@ def test_sample_with_generator_is_reproducible_and_truncation_bounds_latents(tin
 
 
 def test_full_resolution_layers_add_a_block_at_image_size():
-    cfg = SAGANConfig(image_size=16, channels=1, z_dim=8, g_conv_dim=32, d_conv_dim=32,
-                      g_attention_resolutions=(16,), d_attention_resolutions=(16,), full_resolution_layers=True)
+    cfg = sagan_config(z_dim=8, g_conv_dim=32, d_conv_dim=32, g_attention_resolutions=(16,),
+                       d_attention_resolutions=(16,), full_resolution_layers=True, num_classes=0)
     G, D = SAGANGenerator(cfg), SAGANDiscriminator(cfg)
     assert _trace(G, torch.randn(2, 8)) == [
         ("blocks", (2, 64, 4, 4)),

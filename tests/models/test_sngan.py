@@ -10,14 +10,9 @@ from gankit.errors import UserError
 from gankit.models import SNGANConfig, SNGANDiscriminator, SNGANGenerator, model_config_from_dict
 from gankit.models.blocks import DResBlock, GResBlock
 from gankit.nn import ConditionalBatchNorm2d, has_spectral_norm
+from tests.tiny import sngan_config
 
 SIZES = list(range(16, 129, 8))  # every size arch cnn / resnet accepts
-
-
-def tiny(arch: str, **kw) -> SNGANConfig:
-    base = dict(arch=arch, image_size=28 if arch == "mnist" else 32, channels=1, z_dim=8, g_conv_dim=4, d_conv_dim=4)
-    base.update(kw)
-    return SNGANConfig(**base)
 
 
 def _trace(blocks: nn.ModuleList, h: torch.Tensor, y=None, gen: bool = True) -> list[tuple[int, ...]]:
@@ -59,7 +54,7 @@ def test_mnist_preset_is_the_article_model_and_makes_28x28():
 
 def test_mnist_discriminator_sees_every_pixel():
     torch.manual_seed(0)
-    D = SNGANDiscriminator(tiny("mnist", d_batch_norm=False)).eval()
+    D = SNGANDiscriminator(sngan_config("mnist", d_batch_norm=False)).eval()
     x = torch.zeros(1, 1, 28, 28, requires_grad=True)
     D(x).sum().backward()
     assert bool((x.grad[0, 0] != 0).all())  # each of the 784 pixels moves the logit, the bottom-right corner too
@@ -120,7 +115,7 @@ def test_standard_cnn_preset_layout():
 
 def test_mnist_arch_conditional_and_unconditional():
     for k in (0, 10):
-        cfg = tiny("mnist", num_classes=k)
+        cfg = sngan_config("mnist", num_classes=k)
         y = torch.tensor([1, 7]) if k else None
         x = SNGANGenerator(cfg)(torch.randn(2, 8), y)
         assert x.shape == (2, 1, 28, 28)
@@ -157,7 +152,7 @@ def _layers(module: nn.Module) -> list[nn.Module]:
 @pytest.mark.parametrize("arch", ["mnist", "cnn", "resnet"])
 @pytest.mark.parametrize(("g_sn", "d_sn", "emb_sn"), [(False, True, True), (True, False, True), (True, True, False)])
 def test_spectral_norm_exactly_where_configured(arch, g_sn, d_sn, emb_sn):
-    cfg = tiny(arch, num_classes=4, g_spectral_norm=g_sn, d_spectral_norm=d_sn, embedding_spectral_norm=emb_sn)
+    cfg = sngan_config(arch, num_classes=4, g_spectral_norm=g_sn, d_spectral_norm=d_sn, embedding_spectral_norm=emb_sn)
     G, D = SNGANGenerator(cfg), SNGANDiscriminator(cfg)
     g_layers = [m for m in _layers(G) if m is not G.to_image]
     assert len(g_layers) >= 3
@@ -172,7 +167,7 @@ def test_spectral_norm_exactly_where_configured(arch, g_sn, d_sn, emb_sn):
 
 def test_projection_discriminator_formula():
     torch.manual_seed(0)
-    D = SNGANDiscriminator(tiny("resnet", num_classes=5)).eval()
+    D = SNGANDiscriminator(sngan_config("resnet", num_classes=5)).eval()
     x, y = torch.randn(3, 1, 32, 32), torch.tensor([0, 4, 4])
     h = x
     for block in D.blocks:

@@ -10,27 +10,12 @@ import torch
 
 from gankit import device as gdevice
 from gankit.cli import main
-from gankit.config import RunConfig, resolve_config
-from gankit.data import TensorBatches
+from gankit.config import resolve_config
 from gankit.errors import UserError
 from gankit.nn import SelfAttention2d, has_spectral_norm
 from gankit.nn import attention as attention_module
 from gankit.training import Trainer, prepare_run_dir
-
-TINY = {"model": {"z_dim": 16, "g_conv_dim": 8, "d_conv_dim": 8},
-        "training": {"batch_size": 8, "device": "cpu", "tensorboard": False, "steps": 4,
-                     "checkpoint_every": 2}}  # fmt: skip
-
-
-def tiny_run(amp: str, **training) -> RunConfig:
-    overrides = {"model": TINY["model"], "training": {**TINY["training"], "amp": amp, **training}}
-    return resolve_config("sagan-digits", overrides=overrides)
-
-
-def batches(cfg: RunConfig) -> TensorBatches:
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(16, 1, 16, 16, generator=g) * 2 - 1
-    return TensorBatches(images, torch.arange(16) % 10, batch_size=cfg.training.batch_size, seed=0, device="cpu")
+from tests.tiny import sagan_digits_run, seeded_batches
 
 
 def conv_output_dtypes(trainer: Trainer) -> set[torch.dtype]:
@@ -50,8 +35,8 @@ def conv_output_dtypes(trainer: Trainer) -> set[torch.dtype]:
 @pytest.mark.parametrize(("amp", "expected"), [("bf16", {torch.bfloat16}), ("off", {torch.float32}),
                                                ("auto", {torch.float32})])  # fmt: skip
 def test_autocast_engaged_only_when_asked(tmp_path, amp, expected):
-    cfg = tiny_run(amp)
-    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=batches(cfg))
+    cfg = sagan_digits_run(steps=4, checkpoint_every=2, amp=amp)
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=seeded_batches(cfg, 16))
     assert conv_output_dtypes(trainer) == expected
     # whatever runs in bf16, the weights, their EMA and the optimizer state stay float32
     assert all(p.dtype == torch.float32 for p in [*trainer.G.parameters(), *trainer.ema.model.parameters()])
@@ -89,8 +74,8 @@ def test_fp16_on_the_cpu_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_losses_penalty_and_spectral_norm_stay_float32(tmp_path):
-    cfg = tiny_run("bf16", loss="wgan-gp")
-    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=batches(cfg))
+    cfg = sagan_digits_run(steps=4, checkpoint_every=2, amp="bf16", loss="wgan-gp")
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=seeded_batches(cfg, 16))
     stats = trainer.train_step()
     assert stats["d_loss"].dtype == torch.float32 and stats["gp"].dtype == torch.float32 and stats["gp"] > 0
     sn = [m for m in trainer.D.modules() if has_spectral_norm(m)]
@@ -136,16 +121,16 @@ def test_fifty_bf16_steps_of_every_digits_preset_stay_finite(tmp_path, preset):
 
 
 def test_bf16_resume_equals_an_uninterrupted_bf16_run(tmp_path):
-    cfg = tiny_run("bf16")
-    whole = Trainer(cfg, prepare_run_dir(tmp_path / "whole"), progress=False, batches=batches(cfg))
+    cfg = sagan_digits_run(steps=4, checkpoint_every=2, amp="bf16")
+    whole = Trainer(cfg, prepare_run_dir(tmp_path / "whole"), progress=False, batches=seeded_batches(cfg, 16))
     whole.fit()
-    half_cfg = tiny_run("bf16", steps=2)
-    half = Trainer(half_cfg, prepare_run_dir(tmp_path / "half"), progress=False, batches=batches(cfg))
+    half_cfg = sagan_digits_run(steps=2, checkpoint_every=2, amp="bf16")
+    half = Trainer(half_cfg, prepare_run_dir(tmp_path / "half"), progress=False, batches=seeded_batches(cfg, 16))
     half.fit()
     from gankit.io import load_checkpoint
 
     state = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")
-    resumed = Trainer(cfg, tmp_path / "half", progress=False, batches=batches(cfg), _resume=state)
+    resumed = Trainer(cfg, tmp_path / "half", progress=False, batches=seeded_batches(cfg, 16), _resume=state)
     resumed.fit()
     for key, value in whole.G.state_dict().items():
         assert torch.equal(value, resumed.G.state_dict()[key]), key

@@ -11,29 +11,14 @@ import torch
 
 from gankit.cli import main
 from gankit.config import RunConfig, resolve_config
-from gankit.data import TensorBatches, open_training_data
+from gankit.data import open_training_data
 from gankit.data.loader import balanced_subset
 from gankit.errors import UserError
 from gankit.io import load_checkpoint
 from gankit.training import Trainer, prepare_run_dir
-from tests.models.test_contract import CONTRACT, labels_for, tiny
+from tests.tiny import FAMILY_FIELDS, augmentation_run, seeded_batches, tiny_sets
 
-TINY = ["model.z_dim=16", "model.g_conv_dim=8", "model.d_conv_dim=8", "training.batch_size=8",
-        "training.tensorboard=false", "training.log_every=1"]  # fmt: skip
-
-
-def run_config(family: str, k: int, loss: str, augment: str, **training) -> RunConfig:
-    model = tiny(family, num_classes=k)
-    t = {"batch_size": 4, "steps": 4, "device": "cpu", "tensorboard": False, "loss": loss, "augment": augment,
-         "log_every": 1, "checkpoint_every": 2, **training}
-    return RunConfig.from_dict({"model": model.to_dict(), "training": t})
-
-
-def batches_for(cfg: RunConfig) -> TensorBatches:
-    g = torch.Generator().manual_seed(0)
-    m = cfg.model
-    images = torch.rand(8, 1, m.image_size, m.image_size, generator=g) * 2 - 1
-    return TensorBatches(images, labels_for(m, 8), batch_size=cfg.training.batch_size, seed=0, device="cpu")
+TINY = tiny_sets(batch_size=8, tensorboard=False, log_every=1)
 
 
 class SpyD(torch.nn.Module):
@@ -50,11 +35,11 @@ class SpyD(torch.nn.Module):
 
 @pytest.mark.parametrize("augment", ["diffaugment", "ada"])
 @pytest.mark.parametrize("loss", ["hinge", "ns", "wgan-gp"])
-@pytest.mark.parametrize("family", list(CONTRACT))
+@pytest.mark.parametrize("family", list(FAMILY_FIELDS))
 def test_every_family_and_loss_trains_with_augmentation(tmp_path, family, loss, augment):
-    cfg = run_config(family, 3 if family == "sagan" else 0, loss, augment)
+    cfg = augmentation_run(family, 3 if family == "sagan" else 0, loss, augment)
     torch.manual_seed(0)
-    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=batches_for(cfg))
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
     if augment == "ada":
         trainer.augment.controller.p = 1.0  # every op on: the augmented batch surely differs from the input
     g0 = copy.deepcopy(trainer.G.state_dict())
@@ -64,9 +49,9 @@ def test_every_family_and_loss_trains_with_augmentation(tmp_path, family, loss, 
 
 
 def test_d_sees_augmented_reals_and_fakes_and_g_learns_through_the_augmentation(tmp_path):
-    cfg = run_config("sagan", 3, "hinge", "diffaugment", augment_policy="translation,cutout")
+    cfg = augmentation_run("sagan", 3, "hinge", "diffaugment", augment_policy="translation,cutout")
     torch.manual_seed(0)
-    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=batches_for(cfg))
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
     spy = SpyD(trainer.D)
     trainer.D = spy
     real = trainer.batches.images  # the whole (8-image) dataset: every real batch comes from it
@@ -82,9 +67,9 @@ def test_d_sees_augmented_reals_and_fakes_and_g_learns_through_the_augmentation(
 
 
 def test_ada_p_moves_by_the_formula_and_is_logged(tmp_path):
-    cfg = run_config("dcgan", 0, "hinge", "ada", ada_interval=2, ada_kimg=0.016, ada_target=0.6, steps=6)
+    cfg = augmentation_run("dcgan", 0, "hinge", "ada", ada_interval=2, ada_kimg=0.016, ada_target=0.6, steps=6)
     torch.manual_seed(0)
-    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=batches_for(cfg))
+    trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
     observed: list[float] = []
     real_observe = trainer.augment.observe
     trainer.augment.observe = lambda logits: (observed.append(float(torch.sign(logits).mean())),
@@ -107,18 +92,18 @@ def test_ada_p_moves_by_the_formula_and_is_logged(tmp_path):
 
 
 def test_an_ada_run_resumes_bit_exact_p_included(tmp_path):
-    cfg = run_config("sagan", 3, "hinge", "ada", steps=6, ada_interval=1, ada_kimg=0.01, lecam_weight=0.3,
+    cfg = augmentation_run("sagan", 3, "hinge", "ada", steps=6, ada_interval=1, ada_kimg=0.01, lecam_weight=0.3,
                      lecam_start=2, checkpoint_every=3)
-    whole = Trainer(cfg, prepare_run_dir(tmp_path / "whole"), progress=False, batches=batches_for(cfg))
+    whole = Trainer(cfg, prepare_run_dir(tmp_path / "whole"), progress=False, batches=seeded_batches(cfg, 8))
     whole.fit()
     assert whole.augment.p > 0  # p did move
     half_cfg = RunConfig.from_dict({**cfg.to_dict(), "training": {**cfg.to_dict()["training"], "steps": 3}})
-    half = Trainer(half_cfg, prepare_run_dir(tmp_path / "half"), progress=False, batches=batches_for(cfg))
+    half = Trainer(half_cfg, prepare_run_dir(tmp_path / "half"), progress=False, batches=seeded_batches(cfg, 8))
     half.fit()
     state = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")
     assert state["augment"]["p"] == half.augment.p and state["lecam"]["ema_real"] is not None
     resumed_cfg = RunConfig.from_dict(state["config"] | {"training": {**state["config"]["training"], "steps": 6}})
-    resumed = Trainer(resumed_cfg, tmp_path / "half", progress=False, batches=batches_for(cfg), _resume=state)
+    resumed = Trainer(resumed_cfg, tmp_path / "half", progress=False, batches=seeded_batches(cfg, 8), _resume=state)
     assert resumed.augment.p == half.augment.p
     resumed.fit()
     assert resumed.augment.p == whole.augment.p and resumed.augment.r_t == whole.augment.r_t
@@ -173,9 +158,9 @@ def test_max_images_trains_on_a_recorded_subset(tmp_path):
         (["training.augment=diffaug"], "training.augment 'diffaug' is unknown (did you mean 'diffaugment'?); "
                                        "choose one of: none, diffaugment, ada"),
         (["training.augment_policy=color,zoom"], "valid ops: color, translation, cutout"),
-        (["training.ada_target=1"], "training.ada_target must be in (0, 1)"),
-        (["training.ada_target=0"], "training.ada_target must be in (0, 1)"),
-        (["training.lecam_weight=-0.1"], "training.lecam_weight must be >= 0"),
+        (["training.ada_target=1"], "training.ada_target must be a number in (0, 1)"),
+        (["training.ada_target=0"], "training.ada_target must be a number in (0, 1)"),
+        (["training.lecam_weight=-0.1"], "training.lecam_weight must be a number >= 0"),
         (["data.max_images=5000"], "data.max_images 5000 is more than the 1198 images"),
         (["data.max_images=10"], "data.max_images (10) is below training.batch_size (64)"),
     ],

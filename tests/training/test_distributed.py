@@ -10,7 +10,7 @@ import pytest
 
 from gankit.cli import main
 from gankit.io import load_checkpoint
-from tests.conftest import TINY_SETS
+from tests.tiny import TINY_SETS, sagan_digits_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ STEP_CHECK = textwrap.dedent(
     import hashlib, json, sys, tempfile
     import torch
     import torch.distributed as dist
-    from gankit.config import resolve_config
+    from gankit.config import RunConfig, yaml_load
     from gankit.training import Trainer
     from gankit.training.distributed import cleanup, init_distributed
 
@@ -33,11 +33,10 @@ STEP_CHECK = textwrap.dedent(
         return h.hexdigest()
 
     logs = {}
-    for loss in sys.argv[2:]:  # one launch for every loss: starting torchrun is most of the test's time
-        cfg = resolve_config("sagan-digits", overrides={
-            "model": {"z_dim": 16, "g_conv_dim": 8, "d_conv_dim": 8},
-            "training": {"batch_size": 4, "device": "cpu", "tensorboard": False, "loss": loss},
-        })
+    for config in sys.argv[2:]:  # one launch for every loss: starting torchrun is most of the test's time
+        with open(config) as f:
+            cfg = RunConfig.from_dict(yaml_load(f.read()))
+        loss = cfg.training.loss
         trainer = Trainer(cfg, tempfile.mkdtemp(), progress=False)
         log = logs[loss] = []
         for _ in range(3):
@@ -63,7 +62,11 @@ def test_all_ranks_hold_identical_weights_after_every_step(tmp_path):
     """hinge and wgan-gp (its penalty's double backward is all-reduced too), three steps each."""
     script = tmp_path / "step_check.py"
     script.write_text(STEP_CHECK)
-    result = _torchrun(2, str(script), str(tmp_path / "digests.json"), "hinge", "wgan-gp")
+    configs = []
+    for loss in ("hinge", "wgan-gp"):
+        configs.append(tmp_path / f"{loss}.yaml")
+        configs[-1].write_text(sagan_digits_run(batch_size=4, loss=loss).to_yaml())
+    result = _torchrun(2, str(script), str(tmp_path / "digests.json"), *map(str, configs))
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads((tmp_path / "digests.json").read_text())
     assert data["world"] == 2 and sorted(data["logs"]) == ["hinge", "wgan-gp"]

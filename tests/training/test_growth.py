@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import gankit
-from gankit.config import resolve_config
 from gankit.io import load_checkpoint
 from gankit.models.pgan import PGANConfig
 from gankit.training import Trainer, prepare_run_dir
 from gankit.training.schedules import ProgressiveSchedule, fade_real_images
+from tests.tiny import pgan_digits_run
 
 # ------------------------------------------------------------------------------------------ schedule
 
@@ -50,35 +50,9 @@ def test_reals_are_downscaled_and_faded_like_the_generator():
 # ------------------------------------------------------------------------------------------ training
 
 
-def tiny_run(steps: int, **model):
-    overrides = {
-        "model": {"z_dim": 8, "depths": [8, 8, 4], "steps_per_scale": [3, 6, 4], "fade_steps": 4, **model},
-        "training": {
-            "steps": steps,
-            "batch_size": 8,
-            "log_every": 1,
-            "sample_every": 5,
-            "checkpoint_every": 5,
-            "device": "cpu",
-            "tensorboard": False,
-        },
-    }
-    return resolve_config("pgan-digits", overrides=overrides)
-
-
-def test_presets_resolve():
-    digits = resolve_config("pgan-digits")
-    assert digits.model.image_size == 16 and digits.model.depths == (64, 64, 32)
-    assert (digits.training.loss, digits.training.drift, digits.training.g_lr) == ("wgan-gp", 0.001, 1e-3)
-    assert digits.training.g_betas == (0.0, 0.99) and digits.training.ema_decay == 0.999
-    hq = resolve_config("pgan-celebahq")
-    assert hq.model.num_scales == 9 and hq.model.batch_per_scale[-2:] == (12, 8)
-    assert hq.training.steps == sum(hq.model.steps_per_scale) == 920_000
-
-
 def test_progressive_training_grows_and_resumes_mid_fade_bit_exact(tmp_path):
     one = prepare_run_dir(tmp_path / "one")
-    t1 = Trainer(tiny_run(11, batch_per_scale=[8, 6, 4]), one, progress=False)
+    t1 = Trainer(pgan_digits_run(11, batch_per_scale=[8, 6, 4]), one, progress=False)
     seen = []
     while t1.step < 11:
         t1.train_step()
@@ -89,7 +63,7 @@ def test_progressive_training_grows_and_resumes_mid_fade_bit_exact(tmp_path):
 
     # The same run stopped after step 5 (scale 1, alpha 0.25, mid-fade) and resumed.
     two = prepare_run_dir(tmp_path / "two")
-    Trainer(tiny_run(5, batch_per_scale=[8, 6, 4]), two, progress=False).fit()
+    Trainer(pgan_digits_run(5, batch_per_scale=[8, 6, 4]), two, progress=False).fit()
     state = load_checkpoint(two / "checkpoints" / "last.pt")
     assert state["progress"] == {"scale": 1, "alpha": 0.25}
     t2 = Trainer.resume(two, steps=11, progress=False)
@@ -113,7 +87,7 @@ def test_progressive_training_grows_and_resumes_mid_fade_bit_exact(tmp_path):
 
 def test_fit_logs_growth_and_exports_a_loadable_generator(tmp_path):
     run = prepare_run_dir(tmp_path / "run")
-    Trainer(tiny_run(10), run, progress=False).fit()
+    Trainer(pgan_digits_run(10), run, progress=False).fit()
     rows = (run / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     res, alpha = header.index("resolution"), header.index("alpha")
@@ -132,7 +106,7 @@ def test_fit_logs_growth_and_exports_a_loadable_generator(tmp_path):
 
 def test_rollback_to_an_earlier_scale_shrinks_the_networks(tmp_path):
     # steps 0 | 1, 2, 3 | 4, 5: alphas 1 | 0, 0.5, 1 | 0, 0.5
-    cfg = tiny_run(6, steps_per_scale=[1, 3, 2], fade_steps=2)
+    cfg = pgan_digits_run(6, steps_per_scale=[1, 3, 2], fade_steps=2)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
     while trainer.step < 3:
         trainer.train_step()

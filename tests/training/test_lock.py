@@ -1,4 +1,4 @@
-"""One writer per run folder (the flock in RUN/.gankit.lock), stale temporaries, and readers during writes."""
+"""One writer per run folder (the flock in RUN/.gankit.lock), and readers during writes."""
 
 import errno
 import os
@@ -16,18 +16,14 @@ from gankit.cli import main
 from gankit.errors import UserError
 from gankit.io import (
     RunDir,
-    atomic_write,
-    is_temporary_name,
     load_checkpoint,
     read_generator_export,
-    remove_stale_temporaries,
 )
 from gankit.training import Trainer, new_run_dir, prepare_run_dir
 from gankit.training import lock as lock_module
 from gankit.training.lock import RunLock, RunLocked
-from tests.conftest import TINY_SETS
 from tests.data_writers import snapshot
-from tests.training.test_trainer import tiny_run_config
+from tests.tiny import TINY_SETS, trainer_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -180,31 +176,9 @@ def test_a_file_system_without_flock_warns_once_and_trains_on(tmp_path, monkeypa
     assert "cannot lock files" in capsys.readouterr().err
 
 
-def test_stale_temporaries_are_removed_but_one_being_written_is_kept(tmp_path):
-    (tmp_path / "cache.gkc").write_bytes(b"old")
-    stale = tmp_path / ".cache.gkc.ab12cd_9.tmp"
-    stale.write_bytes(b"half")
-    other = tmp_path / ".other.gkc.abcdefgh.tmp"
-    other.write_bytes(b"x")
-    mine = tmp_path / ".cache.gkc.notes.tmp"  # not a name atomic_write makes: the user's
-    mine.write_bytes(b"x")
-    removed_during_write = []
-
-    def write(f):  # while this write is in progress, its own temporary must survive a cleanup
-        removed_during_write.extend(remove_stale_temporaries(tmp_path, "cache.gkc"))
-        f.write(b"new")
-
-    atomic_write(tmp_path / "cache.gkc", write)
-    assert removed_during_write == [stale]
-    assert (tmp_path / "cache.gkc").read_bytes() == b"new"
-    assert other.exists() and mine.exists()
-    assert remove_stale_temporaries(tmp_path) == [other]
-    assert is_temporary_name(".a.b.pt.abcdefgh.tmp", "a.b.pt") and not is_temporary_name(".a.pt.abc.tmp")
-
-
 def test_readers_never_see_a_torn_checkpoint_or_export_while_a_trainer_writes(tmp_path):
     run = prepare_run_dir(tmp_path / "run")
-    trainer = Trainer(tiny_run_config(steps=100, keep_checkpoints=2), run, progress=False)
+    trainer = Trainer(trainer_run(steps=100, keep_checkpoints=2), run, progress=False)
     trainer.save_checkpoint()
     done = threading.Event()
     errors: list[BaseException] = []

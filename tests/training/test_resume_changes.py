@@ -12,13 +12,13 @@ from gankit.io import load_checkpoint
 from gankit.training import Trainer, prepare_run_dir
 from gankit.training.resume import RESUMABLE, apply_changes, check_key, parse_changes
 from tests.data_writers import snapshot
-from tests.training.test_trainer import tiny_run_config
+from tests.tiny import trainer_run
 
 
 @pytest.fixture
 def run3(tmp_path):
     run = prepare_run_dir(tmp_path / "run")
-    Trainer(tiny_run_config(steps=3), run, progress=False).fit()
+    Trainer(trainer_run(steps=3), run, progress=False).fit()
     return run
 
 
@@ -63,7 +63,7 @@ def test_every_other_key_is_refused_with_its_reason(given, message):
 
 
 def test_apply_changes_fills_defaults_and_records_only_real_changes():
-    cfg = tiny_run_config(steps=3).to_dict()
+    cfg = trainer_run(steps=3).to_dict()
     del cfg["training"]["eval_num"]  # an older config without the key: its default is the old value
     data, changed = apply_changes(cfg, {"training.steps": 3, "training.eval_num": 500, "training.g_lr": 1e-5})
     assert [(c.key, c.old, c.new) for c in changed] == [("training.eval_num", 2000, 500),

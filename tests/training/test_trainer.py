@@ -3,33 +3,15 @@ import copy
 import pytest
 import torch
 
-from gankit.config import RunConfig, resolve_config
 from gankit.errors import UserError
 from gankit.io import load_checkpoint
 from gankit.training import EMA, Trainer, prepare_run_dir
-
-TINY = {
-    "model": {"z_dim": 16, "g_conv_dim": 8, "d_conv_dim": 8},
-    "training": {
-        "batch_size": 8,
-        "log_every": 2,
-        "sample_every": 3,
-        "checkpoint_every": 3,
-        "device": "cpu",
-        "tensorboard": False,
-    },
-}
-
-
-def tiny_run_config(**training) -> RunConfig:
-    overrides = copy.deepcopy(TINY)
-    overrides["training"].update(training)
-    return resolve_config("sagan-digits", overrides=overrides)
+from tests.tiny import WIDTH_SETS, trainer_run
 
 
 @pytest.mark.parametrize("loss", ["hinge", "ns", "wgan-gp"])
 def test_one_training_iteration_per_loss_changes_weights(tmp_path, loss):
-    cfg = tiny_run_config(loss=loss, steps=1)
+    cfg = trainer_run(loss=loss, steps=1)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
     g0 = copy.deepcopy(trainer.G.state_dict())
     d0 = copy.deepcopy(trainer.D.state_dict())
@@ -58,7 +40,7 @@ def test_ema_update_math():
 def test_fit_writes_run_folder_and_resume_is_bit_exact(tmp_path):
     # 6 steps in one go ...
     one = prepare_run_dir(tmp_path / "one")
-    t1 = Trainer(tiny_run_config(steps=6), one, progress=False)
+    t1 = Trainer(trainer_run(steps=6), one, progress=False)
     t1.fit()
     for name in (
         "config.yaml",
@@ -76,7 +58,7 @@ def test_fit_writes_run_folder_and_resume_is_bit_exact(tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
     # ... equals 3 steps, stop, resume to 6
     two = prepare_run_dir(tmp_path / "two")
-    Trainer(tiny_run_config(steps=3), two, progress=False).fit()
+    Trainer(trainer_run(steps=3), two, progress=False).fit()
     t2 = Trainer.resume(two, steps=6, progress=False)
     assert t2.step == 3
     t2.fit()
@@ -90,7 +72,7 @@ def test_fit_writes_run_folder_and_resume_is_bit_exact(tmp_path):
 
 def test_checkpoint_holds_full_state_and_prunes(tmp_path):
     run = prepare_run_dir(tmp_path / "run")
-    Trainer(tiny_run_config(steps=9, keep_checkpoints=2), run, progress=False).fit()
+    Trainer(trainer_run(steps=9, keep_checkpoints=2), run, progress=False).fit()
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*.pt")) == ["step_0000006.pt", "step_0000009.pt"]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["step"] == 9 and state["format_version"] == 1
@@ -151,9 +133,8 @@ def test_cli_train_with_bad_data_and_overwrite_keeps_the_old_run(tmp_path, capsy
     from gankit.cli import main
 
     run = tmp_path / "run"
-    tiny = ["--set", "model.g_conv_dim=8", "--set", "model.d_conv_dim=8", "--set", "model.z_dim=16"]
     args = ["train", "--preset", "sagan-digits", "--steps", "1", "--batch-size", "4", "--out", str(run),
-            "--no-progress", "--device", "cpu", *tiny]
+            "--no-progress", "--device", "cpu", *WIDTH_SETS]
     assert main(args) == 0
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert main([*args, "--overwrite", "--data", str(tmp_path / "typo")]) == 2
@@ -162,13 +143,13 @@ def test_cli_train_with_bad_data_and_overwrite_keeps_the_old_run(tmp_path, capsy
 
 
 def test_wrong_num_classes_for_data_is_clear(tmp_path):
-    cfg = resolve_config("sagan-digits", overrides={**TINY, "model": {**TINY["model"], "num_classes": 7}})
+    cfg = trainer_run(model={"num_classes": 7})
     with pytest.raises(UserError, match="num_classes is 7 but the data has 10"):
         Trainer(cfg, tmp_path, progress=False)
 
 
 def test_integer_betas_from_yaml_are_accepted(tmp_path):
-    cfg = tiny_run_config(steps=1, g_betas=[0, 0.99], d_betas=[0, 0.9])
+    cfg = trainer_run(steps=1, g_betas=[0, 0.99], d_betas=[0, 0.9])
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
     assert trainer.opt_g.param_groups[0]["betas"] == (0.0, 0.99)
     assert all(torch.isfinite(v) for v in trainer.train_step().values())
@@ -180,7 +161,7 @@ def test_linear_lr_decay_follows_the_step_and_survives_resume(tmp_path):
     assert lr_decay_factor("constant", 7, 10) == 1.0
     assert [lr_decay_factor("linear", s, 4) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
 
-    cfg = tiny_run_config(steps=4, lr_decay="linear", g_lr=1e-3, d_lr=2e-3)
+    cfg = trainer_run(steps=4, lr_decay="linear", g_lr=1e-3, d_lr=2e-3)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "one"), progress=False)
     seen = []
     for _ in range(4):
@@ -200,8 +181,3 @@ def test_linear_lr_decay_follows_the_step_and_survives_resume(tmp_path):
     second.fit()
     a, b = load_checkpoint(straight / "checkpoints/last.pt")["G"], load_checkpoint(split / "checkpoints/last.pt")["G"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_unknown_lr_decay_is_a_clear_error():
-    with pytest.raises(UserError, match="training.lr_decay must be one of constant, linear"):
-        tiny_run_config(lr_decay="cosine")
