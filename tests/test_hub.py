@@ -234,7 +234,7 @@ def run(tmp_path_factory) -> Path:
     trainer = Trainer(cfg, prepare_run_dir(tmp_path_factory.mktemp("hub") / "sagan-run"), progress=False,
                       batches=seeded_batches(cfg, 8))
     for _ in range(2):
-        trainer.train_step()
+        trainer.gan.train_step()
     trainer.save_checkpoint()
     return trainer.run.root
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import gankit
-from gankit.training import Trainer
+from gankit.training.resume import resume_trainer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "old_runs"
 STEPS_RESUMED = 5  # as in make_old_runs.py
@@ -65,12 +65,12 @@ def _assert_same(a, b, where: str) -> None:
 def test_old_checkpoint_state_is_restored_exactly(family, tmp_path):
     run = copy_run(family, tmp_path)
     old = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    trainer = Trainer.resume(run, steps=STEPS_RESUMED, progress=False)
+    trainer = resume_trainer(run, steps=STEPS_RESUMED, progress=False)
     new = trainer.state_dict()
-    upgrade_g = type(trainer.G).upgrade_state_dict
+    upgrade_g = type(trainer.gan.G).upgrade_state_dict
     _assert_same(upgrade_g(old["G"]), new["G"], "G")
     _assert_same(upgrade_g(old["G_ema"]), new["G_ema"], "G_ema")
-    _assert_same(type(trainer.D).upgrade_state_dict(old["D"]), new["D"], "D")
+    _assert_same(type(trainer.gan.D).upgrade_state_dict(old["D"]), new["D"], "D")
     for key in ("opt_g", "opt_d", "rng", "noise_rng", "data", "step", "images_seen"):
         _assert_same(old[key], new[key], key)
 
@@ -79,16 +79,16 @@ def test_old_checkpoint_state_is_restored_exactly(family, tmp_path):
 def test_old_run_resumes_to_the_same_weights(family, tmp_path, monkeypatch):
     expected = load_file(str(FIXTURES / f"{family}_expected.safetensors"))
     run = copy_run(family, tmp_path)
-    trainer = Trainer.resume(run, steps=STEPS_RESUMED, progress=False)
+    trainer = resume_trainer(run, steps=STEPS_RESUMED, progress=False)
     # A batch-independent D (SAGAN's) sees reals and fakes in one pass, one spectral-norm power iteration per D
     # step; the version that wrote the fixtures ran two passes. Two passes here, as it ran, so that everything
     # else the resume restores is compared exactly (the joint pass: tests/test_losses.py).
-    monkeypatch.setattr(type(trainer.D), "batch_independent", False)
+    monkeypatch.setattr(type(trainer.gan.D), "batch_independent", False)
     trainer.fit()
     assert trainer.step == STEPS_RESUMED
     outputs = dict(rtol=0, atol=5e-3 if family == "sagan" else 1e-4)
     torch.testing.assert_close(samples(gankit.load_generator(run)), expected["resumed_ema"], **outputs)
     torch.testing.assert_close(samples(gankit.load_generator(run, ema=False)), expected["resumed_raw"], **outputs)
-    floats = [v.double() for v in trainer.D.state_dict().values() if v.is_floating_point()]
+    floats = [v.double() for v in trainer.gan.D.state_dict().values() if v.is_floating_point()]
     totals = torch.stack([sum(v.sum() for v in floats), sum(v.abs().sum() for v in floats)])
     torch.testing.assert_close(totals, expected["resumed_D_total"], rtol=1e-7, atol=1e-5)

@@ -93,7 +93,7 @@ def test_synthetic_trainer_removes_its_scratch_folder():
     from gankit.apps.bench import synthetic_trainer
 
     trainer = synthetic_trainer("sagan-digits", batch_size=2, device="cpu", sets=TINY)
-    trainer.train_step()
+    trainer.gan.train_step()
     folder = Path(trainer.scratch_dir.name)
     assert folder.is_dir() and folder.name.startswith("gankit-bench-")
     del trainer

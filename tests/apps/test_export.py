@@ -21,7 +21,7 @@ def _run(tmp_path_factory, name: str, **model):
     run = prepare_run_dir(tmp_path_factory.mktemp("export") / name)
     trainer = Trainer(cfg, run, progress=False, batches=synthetic_batches(cfg))
     for _ in range(3):  # moves the weights and the power-iteration vectors u, v away from their initial values
-        trainer.train_step()
+        trainer.gan.train_step()
     trainer.save_checkpoint()
     return run
 

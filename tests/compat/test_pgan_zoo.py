@@ -1,5 +1,5 @@
 """pytorch_GAN_zoo PGAN files: built here in exactly their format, loaded by gankit, checked against a reference
-forward written from the documented layout rules (research/pgan_zoo.md), at 1e-4 in float32 on the CPU."""
+forward written from the zoo's layout rules (as gankit.compat.pgan_zoo states them), at 1e-4 in float32 on the CPU."""
 
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ def test_legacy_serialization_and_grayscale(tmp_path):
 
 
 def test_celebahq512_layout_and_size():
-    """The celebAHQ-512 configuration (keys file in research/): 8 scales, 48 tensors, 23,079,800 parameters."""
+    """The celebAHQ-512 configuration (the zoo's published file): 8 scales, 48 tensors, 23,079,800 parameters."""
     cfg, alpha = pgan_zoo.pgan_config_from_zoo(
         pgan_zoo.ZooBaseConfig(
             depthScale0=512,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gankit.data.decode import BadImage, check_file, decode_file, fit_arrays, resized_size, to_float
+from gankit.data.decode import BadImage, check_file, decode_file, fit_arrays, resized_size
 from tests.data_writers import noise, png_rgb16, save_image, solid, truncate
 
 
@@ -141,7 +141,7 @@ def test_check_file_tells_good_from_bad(tmp_path):
     assert decode_file(trailer, 16, 3).shape == (3, 16, 16)
 
 
-def test_fit_arrays_and_to_float():
+def test_fit_arrays():
     x = np.stack([rows_image(24, 24)[None]] * 2)  # (2, 1, 24, 24), row r = 10 r
     assert fit_arrays(x, 24, 1) is x
     three = fit_arrays(x, 24, 3)
@@ -150,6 +150,3 @@ def test_fit_arrays_and_to_float():
     assert small.shape == (2, 1, 12, 12)
     # downscale by 2 with a symmetric filter: inner output row i averages a ramp around 2i + 0.5 -> 20 i + 5
     np.testing.assert_allclose(small[0, 0, 1:-1, 0], np.arange(1, 11) * 20 + 5, atol=1)
-    f = to_float(np.array([0, 255, 128], np.uint8))
-    assert f.dtype == np.float32 and f[0] == -1.0 and f[1] == 1.0
-    assert abs(f[2] - (128 / 127.5 - 1)) < 1e-6

@@ -109,10 +109,10 @@ def test_one_training_step_changes_the_weights_and_stays_finite(family, k, tmp_p
     cfg = model_run(model, steps=1)
     torch.manual_seed(0)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
-    g0, d0 = copy.deepcopy(trainer.G.state_dict()), copy.deepcopy(trainer.D.state_dict())
-    stats = trainer.train_step()
+    g0, d0 = copy.deepcopy(trainer.gan.G.state_dict()), copy.deepcopy(trainer.gan.D.state_dict())
+    stats = trainer.gan.train_step()
     assert float(stats["skipped"]) == 0 and all(torch.isfinite(v).all() for v in stats.values())
-    for before, net in ((g0, trainer.G), (d0, trainer.D)):
+    for before, net in ((g0, trainer.gan.G), (d0, trainer.gan.D)):
         after = net.state_dict()
         assert any(not torch.equal(v, after[key]) for key, v in before.items() if v.is_floating_point())
         assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())

@@ -21,11 +21,11 @@ from tests.tiny import sagan_digits_run, seeded_batches
 def conv_output_dtypes(trainer: Trainer) -> set[torch.dtype]:
     """Dtypes of every convolution output of D and G during one training step."""
     seen: set[torch.dtype] = set()
-    convs = [m for net in (trainer.G, trainer.D) for m in net.modules()
+    convs = [m for net in (trainer.gan.G, trainer.gan.D) for m in net.modules()
              if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]  # fmt: skip
     hooks = [m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype)) for m in convs]
     try:
-        trainer.train_step()
+        trainer.gan.train_step()
     finally:
         for h in hooks:
             h.remove()
@@ -39,8 +39,8 @@ def test_autocast_engaged_only_when_asked(tmp_path, amp, expected):
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=seeded_batches(cfg, 16))
     assert conv_output_dtypes(trainer) == expected
     # whatever runs in bf16, the weights, their EMA and the optimizer state stay float32
-    assert all(p.dtype == torch.float32 for p in [*trainer.G.parameters(), *trainer.ema.model.parameters()])
-    assert all(v.dtype == torch.float32 for s in trainer.opt_d.state.values() for v in s.values() if v.dim())
+    assert all(p.dtype == torch.float32 for p in [*trainer.gan.G.parameters(), *trainer.gan.ema.model.parameters()])
+    assert all(v.dtype == torch.float32 for s in trainer.gan.opt_d.state.values() for v in s.values() if v.dim())
 
 
 def test_auto_picks_bf16_only_with_native_support_and_the_measured_switch(monkeypatch):
@@ -76,9 +76,9 @@ def test_fp16_on_the_cpu_is_a_one_line_error(tmp_path, capsys):
 def test_losses_penalty_and_spectral_norm_stay_float32(tmp_path):
     cfg = sagan_digits_run(steps=4, checkpoint_every=2, amp="bf16", loss="wgan-gp")
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False, batches=seeded_batches(cfg, 16))
-    stats = trainer.train_step()
+    stats = trainer.gan.train_step()
     assert stats["d_loss"].dtype == torch.float32 and stats["gp"].dtype == torch.float32 and stats["gp"] > 0
-    sn = [m for m in trainer.D.modules() if has_spectral_norm(m)]
+    sn = [m for m in trainer.gan.D.modules() if has_spectral_norm(m)]
     u = sn[0].parametrizations.weight[0]._u
     assert u.dtype == torch.float32
 
@@ -115,9 +115,9 @@ def test_fifty_bf16_steps_of_every_digits_preset_stay_finite(tmp_path, preset):
     cfg = resolve_config(preset, overrides=overrides)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "r"), progress=False)
     for _ in range(50):
-        stats = trainer.train_step()
+        stats = trainer.gan.train_step()
         assert float(stats["skipped"]) == 0 and all(torch.isfinite(v).all() for v in stats.values())
-    assert all(torch.isfinite(p).all() for p in trainer.G.parameters())
+    assert all(torch.isfinite(p).all() for p in trainer.gan.G.parameters())
 
 
 def test_bf16_resume_equals_an_uninterrupted_bf16_run(tmp_path):
@@ -130,9 +130,9 @@ def test_bf16_resume_equals_an_uninterrupted_bf16_run(tmp_path):
     from gankit.io import load_checkpoint
 
     state = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")
-    resumed = Trainer(cfg, tmp_path / "half", progress=False, batches=seeded_batches(cfg, 16), _resume=state)
+    resumed = Trainer(cfg, tmp_path / "half", progress=False, batches=seeded_batches(cfg, 16), state=state)
     resumed.fit()
-    for key, value in whole.G.state_dict().items():
-        assert torch.equal(value, resumed.G.state_dict()[key]), key
-    for key, value in whole.ema.model.state_dict().items():
-        assert torch.equal(value, resumed.ema.model.state_dict()[key]), key
+    for key, value in whole.gan.G.state_dict().items():
+        assert torch.equal(value, resumed.gan.G.state_dict()[key]), key
+    for key, value in whole.gan.ema.model.state_dict().items():
+        assert torch.equal(value, resumed.gan.ema.model.state_dict()[key]), key

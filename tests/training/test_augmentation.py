@@ -41,29 +41,29 @@ def test_every_family_and_loss_trains_with_augmentation(tmp_path, family, loss, 
     torch.manual_seed(0)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
     if augment == "ada":
-        trainer.augment.controller.p = 1.0  # every op on: the augmented batch surely differs from the input
-    g0 = copy.deepcopy(trainer.G.state_dict())
-    stats = trainer.train_step()
+        trainer.gan.augment.controller.p = 1.0  # every op on: the augmented batch surely differs from the input
+    g0 = copy.deepcopy(trainer.gan.G.state_dict())
+    stats = trainer.gan.train_step()
     assert float(stats["skipped"]) == 0 and all(torch.isfinite(v).all() for v in stats.values())
-    assert any(not torch.equal(v, trainer.G.state_dict()[k]) for k, v in g0.items() if v.is_floating_point())
+    assert any(not torch.equal(v, trainer.gan.G.state_dict()[k]) for k, v in g0.items() if v.is_floating_point())
 
 
 def test_d_sees_augmented_reals_and_fakes_and_g_learns_through_the_augmentation(tmp_path):
     cfg = augmentation_run("sagan", 3, "hinge", "diffaugment", augment_policy="translation,cutout")
     torch.manual_seed(0)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
-    spy = SpyD(trainer.D)
-    trainer.D = spy
+    spy = SpyD(trainer.gan.D)
+    trainer.gan.D = spy
     real = trainer.batches.images  # the whole (8-image) dataset: every real batch comes from it
-    trainer.train_step()
+    trainer.gan.train_step()
     d_real, d_fake, g_fake = spy.seen  # D step: reals, fakes; G step: fakes
     # cutout (8x8 of 16x16, its centre anywhere, clipped at the edges) zeroes at least a 4x4 corner of every image
     for seen in (d_real, d_fake, g_fake):
         assert ((seen == 0).flatten(1).float().mean(1) >= 16 / 256).all()
     assert not any(torch.equal(x, r) for x in d_real for r in real), "no real image reaches D unaugmented"
     # gradients reach G through the augmentation (a detaching augmentation would leave G without any)
-    grads = [p.grad for p in trainer.G.parameters()]
-    assert all(g is not None for g in grads) and trainer.G.to_image.weight.grad.abs().sum() > 0
+    grads = [p.grad for p in trainer.gan.G.parameters()]
+    assert all(g is not None for g in grads) and trainer.gan.G.to_image.weight.grad.abs().sum() > 0
 
 
 def test_ada_p_moves_by_the_formula_and_is_logged(tmp_path):
@@ -71,13 +71,13 @@ def test_ada_p_moves_by_the_formula_and_is_logged(tmp_path):
     torch.manual_seed(0)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=seeded_batches(cfg, 8))
     observed: list[float] = []
-    real_observe = trainer.augment.observe
-    trainer.augment.observe = lambda logits: (observed.append(float(torch.sign(logits).mean())),
+    real_observe = trainer.gan.augment.observe
+    trainer.gan.augment.observe = lambda logits: (observed.append(float(torch.sign(logits).mean())),
                                               real_observe(logits))[1]  # fmt: skip
     ps = []
     for _ in range(6):
-        trainer.train_step()
-        ps.append(trainer.augment.p)
+        trainer.gan.train_step()
+        ps.append(trainer.gan.augment.p)
     step = 4 * 2 / (0.016 * 1000)  # batch 4 x interval 2 real images over ada_kimg * 1000: 0.5 per update
     expected, p = [], 0.0
     for i in range(6):
@@ -96,20 +96,20 @@ def test_an_ada_run_resumes_bit_exact_p_included(tmp_path):
                      lecam_start=2, checkpoint_every=3)
     whole = Trainer(cfg, prepare_run_dir(tmp_path / "whole"), progress=False, batches=seeded_batches(cfg, 8))
     whole.fit()
-    assert whole.augment.p > 0  # p did move
+    assert whole.gan.augment.p > 0  # p did move
     half_cfg = RunConfig.from_dict({**cfg.to_dict(), "training": {**cfg.to_dict()["training"], "steps": 3}})
     half = Trainer(half_cfg, prepare_run_dir(tmp_path / "half"), progress=False, batches=seeded_batches(cfg, 8))
     half.fit()
     state = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")
-    assert state["augment"]["p"] == half.augment.p and state["lecam"]["ema_real"] is not None
+    assert state["augment"]["p"] == half.gan.augment.p and state["lecam"]["ema_real"] is not None
     resumed_cfg = RunConfig.from_dict(state["config"] | {"training": {**state["config"]["training"], "steps": 6}})
-    resumed = Trainer(resumed_cfg, tmp_path / "half", progress=False, batches=seeded_batches(cfg, 8), _resume=state)
-    assert resumed.augment.p == half.augment.p
+    resumed = Trainer(resumed_cfg, tmp_path / "half", progress=False, batches=seeded_batches(cfg, 8), state=state)
+    assert resumed.gan.augment.p == half.gan.augment.p
     resumed.fit()
-    assert resumed.augment.p == whole.augment.p and resumed.augment.r_t == whole.augment.r_t
-    for key, value in whole.G.state_dict().items():
-        assert torch.equal(value, resumed.G.state_dict()[key]), key
-    assert resumed.loss.lecam.state_dict() == whole.loss.lecam.state_dict()
+    assert resumed.gan.augment.p == whole.gan.augment.p and resumed.gan.augment.r_t == whole.gan.augment.r_t
+    for key, value in whole.gan.G.state_dict().items():
+        assert torch.equal(value, resumed.gan.G.state_dict()[key]), key
+    assert resumed.gan.loss.lecam.state_dict() == whole.gan.loss.lecam.state_dict()
 
 
 def test_lecam_enters_the_d_loss_with_its_weight():

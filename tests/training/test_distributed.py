@@ -40,8 +40,8 @@ STEP_CHECK = textwrap.dedent(
         trainer = Trainer(cfg, tempfile.mkdtemp(), progress=False)
         log = logs[loss] = []
         for _ in range(3):
-            trainer.train_step()
-            mine = [digest(trainer.G), digest(trainer.D), digest(trainer.ema.model)]
+            trainer.gan.train_step()
+            mine = [digest(trainer.gan.G), digest(trainer.gan.D), digest(trainer.gan.ema.model)]
             gathered = [None] * info.world_size
             dist.all_gather_object(gathered, mine)
             log.append(gathered)

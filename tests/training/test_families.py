@@ -19,10 +19,10 @@ def _changed(before: dict, after: dict) -> bool:
 def one_iteration(tmp_path, cfg: RunConfig) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False, batches=synthetic_batches(cfg))
-    g0, d0 = copy.deepcopy(trainer.G.state_dict()), copy.deepcopy(trainer.D.state_dict())
-    stats = trainer.train_step()
+    g0, d0 = copy.deepcopy(trainer.gan.G.state_dict()), copy.deepcopy(trainer.gan.D.state_dict())
+    stats = trainer.gan.train_step()
     assert all(torch.isfinite(v).all() for v in stats.values()), stats
-    assert _changed(g0, trainer.G.state_dict()) and _changed(d0, trainer.D.state_dict())
+    assert _changed(g0, trainer.gan.G.state_dict()) and _changed(d0, trainer.gan.D.state_dict())
     return stats
 
 

@@ -12,6 +12,7 @@ import gankit
 from gankit.io import load_checkpoint
 from gankit.models.pgan import PGANConfig
 from gankit.training import Trainer, prepare_run_dir
+from gankit.training.resume import resume_trainer
 from gankit.training.schedules import ProgressiveSchedule, fade_real_images
 from tests.tiny import pgan_digits_run
 
@@ -55,10 +56,10 @@ def test_progressive_training_grows_and_resumes_mid_fade_bit_exact(tmp_path):
     t1 = Trainer(pgan_digits_run(11, batch_per_scale=[8, 6, 4]), one, progress=False)
     seen = []
     while t1.step < 11:
-        t1.train_step()
-        seen.append((t1.G.scale, float(t1.G.alpha), t1.batches.batch_size))
+        t1.gan.train_step()
+        seen.append((t1.gan.G.scale, float(t1.gan.G.alpha), t1.batches.batch_size))
     assert seen[3:6] == [(1, 0.0, 6), (1, 0.25, 6), (1, 0.5, 6)] and seen[-1] == (2, 0.25, 4)
-    assert t1.ema.model.scale == t1.D.scale == 2 and float(t1.ema.model.alpha) == 0.25
+    assert t1.gan.ema.model.scale == t1.gan.D.scale == 2 and float(t1.gan.ema.model.alpha) == 0.25
     assert t1.save_samples().is_file()
 
     # The same run stopped after step 5 (scale 1, alpha 0.25, mid-fade) and resumed.
@@ -66,19 +67,19 @@ def test_progressive_training_grows_and_resumes_mid_fade_bit_exact(tmp_path):
     Trainer(pgan_digits_run(5, batch_per_scale=[8, 6, 4]), two, progress=False).fit()
     state = load_checkpoint(two / "checkpoints" / "last.pt")
     assert state["progress"] == {"scale": 1, "alpha": 0.25}
-    t2 = Trainer.resume(two, steps=11, progress=False)
-    assert (t2.step, t2.G.scale, t2.D.scale, t2.ema.model.scale) == (5, 1, 1, 1)
-    assert float(t2.G.alpha) == float(t2.D.alpha) == float(t2.ema.model.alpha) == 0.25
-    t2.train_step()
-    assert (t2.G.scale, float(t2.G.alpha)) == (1, 0.5)  # the fade goes on where it stopped
+    t2 = resume_trainer(two, steps=11, progress=False)
+    assert (t2.step, t2.gan.G.scale, t2.gan.D.scale, t2.gan.ema.model.scale) == (5, 1, 1, 1)
+    assert float(t2.gan.G.alpha) == float(t2.gan.D.alpha) == float(t2.gan.ema.model.alpha) == 0.25
+    t2.gan.train_step()
+    assert (t2.gan.G.scale, float(t2.gan.G.alpha)) == (1, 0.5)  # the fade goes on where it stopped
     while t2.step < 11:
-        t2.train_step()
+        t2.gan.train_step()
     # D saw 3 batches of 8, 6 of 6 and 2 of 4 (n_critic 1): the per-scale batch sizes count, also across resume
-    assert t1.images_seen == t2.images_seen == 3 * 8 + 6 * 6 + 2 * 4
+    assert t1.gan.images_seen == t2.gan.images_seen == 3 * 8 + 6 * 6 + 2 * 4
     rows = (two / "metrics.csv").read_text().splitlines()
     kimg = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
     assert kimg[3] == 0.024 and kimg[5] == (24 + 12) / 1000
-    for a, b in ((t1.G, t2.G), (t1.D, t2.D), (t1.ema.model, t2.ema.model)):
+    for a, b in ((t1.gan.G, t2.gan.G), (t1.gan.D, t2.gan.D), (t1.gan.ema.model, t2.gan.ema.model)):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys()
         for k in sa:
@@ -109,14 +110,14 @@ def test_rollback_to_an_earlier_scale_shrinks_the_networks(tmp_path):
     cfg = pgan_digits_run(6, steps_per_scale=[1, 3, 2], fade_steps=2)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
     while trainer.step < 3:
-        trainer.train_step()
+        trainer.gan.train_step()
     early = copy.deepcopy(trainer.state_dict())  # after step 2: scale 1, alpha 0.5
     assert early["progress"] == {"scale": 1, "alpha": 0.5}
     while trainer.step < 6:
-        trainer.train_step()
-    assert (trainer.G.scale, float(trainer.G.alpha)) == (2, 0.5)
+        trainer.gan.train_step()
+    assert (trainer.gan.G.scale, float(trainer.gan.G.alpha)) == (2, 0.5)
     trainer.load_state_dict(early)  # what the NaN guard's rollback does
-    assert (trainer.step, trainer.G.scale, trainer.D.scale, trainer.ema.model.scale) == (3, 1, 1, 1)
-    assert float(trainer.G.alpha) == 0.5
-    trainer.train_step()
-    assert trainer.G.image_size == 8 and float(trainer.G.alpha) == 1.0
+    assert (trainer.step, trainer.gan.G.scale, trainer.gan.D.scale, trainer.gan.ema.model.scale) == (3, 1, 1, 1)
+    assert float(trainer.gan.G.alpha) == 0.5
+    trainer.gan.train_step()
+    assert trainer.gan.G.image_size == 8 and float(trainer.gan.G.alpha) == 1.0

@@ -186,7 +186,7 @@ def test_readers_never_see_a_torn_checkpoint_or_export_while_a_trainer_writes(tm
     def writer():
         try:
             for _ in range(40):
-                trainer.step += 1
+                trainer.gan.step += 1
                 trainer.save_checkpoint()
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)

@@ -27,7 +27,7 @@ class NaNLoss:
     """Wraps the trainer's loss and makes the D loss NaN on the given (1-based) steps."""
 
     def __init__(self, trainer: Trainer, bad_steps) -> None:
-        self.inner, self.trainer, self.bad = trainer.loss, trainer, bad_steps
+        self.inner, self.trainer, self.bad = trainer.gan.loss, trainer, bad_steps
 
     @property
     def gp(self) -> float:
@@ -53,25 +53,25 @@ def _params(module):
 
 def test_nan_step_is_skipped_and_counted(tmp_path):
     trainer = Trainer(trainer_run(steps=4, nan_patience=3), prepare_run_dir(tmp_path / "r"), progress=False)
-    trainer.loss = NaNLoss(trainer, {2})
-    trainer.train_step()
-    before = _params(trainer.D)
-    stats = trainer.train_step()  # step 2: NaN D loss
+    trainer.gan.loss = NaNLoss(trainer, {2})
+    trainer.gan.train_step()
+    before = _params(trainer.gan.D)
+    stats = trainer.gan.train_step()  # step 2: NaN D loss
     assert stats["skipped"].item() == 1
-    assert all(torch.equal(a, b) for a, b in zip(before, trainer.D.parameters(), strict=True))
-    stats = trainer.train_step()
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.gan.D.parameters(), strict=True))
+    stats = trainer.gan.train_step()
     assert stats["skipped"].item() == 0
-    assert not all(torch.equal(a, b) for a, b in zip(before, trainer.D.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(before, trainer.gan.D.parameters(), strict=True))
 
 
 def test_nan_streak_rolls_back_with_lower_lr_then_finishes(tmp_path):
     run = prepare_run_dir(tmp_path / "r")
     cfg = trainer_run(steps=10, nan_patience=3, checkpoint_every=3, log_every=1)
     trainer = Trainer(cfg, run, progress=False)
-    trainer.loss = NaNLoss(trainer, {5, 6, 7})  # three bad steps in a row after the step-3 checkpoint
+    trainer.gan.loss = NaNLoss(trainer, {5, 6, 7})  # three bad steps in a row after the step-3 checkpoint
     trainer.fit()
-    assert trainer.rollbacks == 1 and trainer.lr_scale == 0.5
-    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.training.g_lr * 0.5)
+    assert trainer.rollbacks == 1 and trainer.gan.lr_scale == 0.5
+    assert trainer.gan.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.training.g_lr * 0.5)
     state = load_checkpoint(run / "checkpoints/last.pt")
     assert state["step"] == 10 and state["guard"]["lr_scale"] == 0.5
     rows = (run / "metrics.csv").read_text().splitlines()
@@ -84,7 +84,7 @@ def test_persistent_nan_stops_with_a_clear_message(tmp_path):
     run = prepare_run_dir(tmp_path / "r")
     trainer = Trainer(trainer_run(steps=40, nan_patience=2, checkpoint_every=2, max_rollbacks=2), run,
                       progress=False)
-    trainer.loss = NaNLoss(trainer, set(range(3, 100)))
+    trainer.gan.loss = NaNLoss(trainer, set(range(3, 100)))
     with pytest.raises(TrainingDiverged, match="training diverged.*after 2 rollback"):
         trainer.fit()
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2
@@ -93,12 +93,12 @@ def test_persistent_nan_stops_with_a_clear_message(tmp_path):
 def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
     run = prepare_run_dir(tmp_path / "r")
     trainer = Trainer(trainer_run(steps=2), run, progress=False)
-    trainer.train_step()
+    trainer.gan.train_step()
     assert trainer.save_checkpoint() is not None
     before = (run / "checkpoints/last.pt").read_bytes()
     with torch.no_grad():
-        next(trainer.G.parameters()).fill_(float("inf"))
-    trainer.step += 1
+        next(trainer.gan.G.parameters()).fill_(float("inf"))
+    trainer.gan.step += 1
     assert trainer.save_checkpoint() is None
     assert (run / "checkpoints/last.pt").read_bytes() == before
     assert not (run / "checkpoints/step_0000002.pt").exists()
@@ -109,7 +109,7 @@ def test_no_space_left_during_training_checkpoint(monkeypatch, tmp_path):
 
     run = prepare_run_dir(tmp_path / "r")
     trainer = Trainer(trainer_run(steps=4, checkpoint_every=2), run, progress=False)
-    trainer.train_step()
+    trainer.gan.train_step()
     trainer.save_checkpoint()
     before = (run / "checkpoints/last.pt").read_bytes()
 
@@ -117,7 +117,7 @@ def test_no_space_left_during_training_checkpoint(monkeypatch, tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt.torch, "save", no_space)
-    trainer.train_step()
+    trainer.gan.train_step()
     with pytest.raises(UserError, match="no space left"):
         trainer.save_checkpoint()
     monkeypatch.undo()

@@ -10,7 +10,7 @@ from gankit.cli import main
 from gankit.errors import UserError
 from gankit.io import load_checkpoint
 from gankit.training import Trainer, prepare_run_dir
-from gankit.training.resume import RESUMABLE, apply_changes, check_key, parse_changes
+from gankit.training.resume import RESUMABLE, apply_changes, check_key, parse_changes, resume_trainer
 from tests.data_writers import snapshot
 from tests.tiny import trainer_run
 
@@ -26,7 +26,7 @@ def test_every_resumable_key_is_a_training_key_and_is_accepted():
     for key in RESUMABLE:
         assert check_key(key) == key
     sets = ["training.g_lr=5e-5", "d_lr=1e-4", "training.tensorboard=true", "training.eval_every=null"]
-    assert parse_changes(sets, {"training.steps": ("--steps", 9), "training.device": ("--device", None)}) == {
+    assert parse_changes(sets, {"steps": 9, "device": None}) == {
         "training.steps": 9, "training.g_lr": 5e-5, "training.d_lr": 1e-4, "training.tensorboard": True,
         "training.eval_every": None,
     }
@@ -74,15 +74,15 @@ def test_apply_changes_fills_defaults_and_records_only_real_changes():
 
 
 def test_resume_with_changes_trains_with_them_and_records_them(run3):
-    trainer = Trainer.resume(run3, progress=False, changes={"training.steps": 5, "training.g_lr": 1e-5,
+    trainer = resume_trainer(run3, progress=False, changes={"training.steps": 5, "training.g_lr": 1e-5,
                                                             "training.checkpoint_every": 1})
-    assert trainer.opt_g.param_groups[0]["lr"] == 1e-5 and trainer.opt_d.param_groups[0]["lr"] == 4e-4
+    assert trainer.gan.opt_g.param_groups[0]["lr"] == 1e-5 and trainer.gan.opt_d.param_groups[0]["lr"] == 4e-4
     trainer.fit()
     assert (run3 / "checkpoints/step_0000004.pt").is_file()  # checkpoint_every 1 from step 3 on
     saved = yaml.safe_load((run3 / "config.yaml").read_text())["training"]
     assert (saved["g_lr"], saved["steps"], saved["checkpoint_every"]) == (1e-5, 5, 1)
     assert load_checkpoint(run3 / "checkpoints/last.pt")["config"]["training"]["g_lr"] == 1e-5
-    Trainer.resume(run3, progress=False, steps=6).fit()
+    resume_trainer(run3, progress=False, steps=6).fit()
     history = json.loads((run3 / "resume_history.json").read_text())
     assert [(h["step"], h["key"], h["old"], h["new"]) for h in history] == [
         (3, "training.steps", 3, 5), (3, "training.g_lr", 4e-4, 1e-5), (3, "training.checkpoint_every", 3, 1),
@@ -130,7 +130,7 @@ def test_resuming_on_another_number_of_processes_is_recorded_and_rescales_the_da
     state["world_size"] = 2
     index = state["data"]["sampler"]["index"]
     save_checkpoint({k: v for k, v in state.items() if k not in ("format", "format_version", "gankit_version")}, path)
-    trainer = Trainer.resume(run3, steps=4, progress=False)
+    trainer = resume_trainer(run3, steps=4, progress=False)
     assert trainer.batches.state_dict()["sampler"]["index"] == index * 2
     history = json.loads((run3 / "resume_history.json").read_text())
     assert [(h["key"], h["old"], h["new"], h["step"]) for h in history] == [

@@ -6,6 +6,7 @@ import torch
 from gankit.errors import UserError
 from gankit.io import load_checkpoint
 from gankit.training import EMA, Trainer, prepare_run_dir
+from gankit.training.resume import resume_trainer
 from tests.tiny import WIDTH_SETS, trainer_run
 
 
@@ -13,13 +14,13 @@ from tests.tiny import WIDTH_SETS, trainer_run
 def test_one_training_iteration_per_loss_changes_weights(tmp_path, loss):
     cfg = trainer_run(loss=loss, steps=1)
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
-    g0 = copy.deepcopy(trainer.G.state_dict())
-    d0 = copy.deepcopy(trainer.D.state_dict())
-    stats = trainer.train_step()
+    g0 = copy.deepcopy(trainer.gan.G.state_dict())
+    d0 = copy.deepcopy(trainer.gan.D.state_dict())
+    stats = trainer.gan.train_step()
     assert all(torch.isfinite(v) for v in stats.values())
     assert ("gp" in stats) == (loss == "wgan-gp")
     changed = lambda a, b: any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())  # noqa: E731
-    assert changed(g0, trainer.G.state_dict()) and changed(d0, trainer.D.state_dict())
+    assert changed(g0, trainer.gan.G.state_dict()) and changed(d0, trainer.gan.D.state_dict())
 
 
 def test_ema_update_math():
@@ -59,7 +60,7 @@ def test_fit_writes_run_folder_and_resume_is_bit_exact(tmp_path):
     # ... equals 3 steps, stop, resume to 6
     two = prepare_run_dir(tmp_path / "two")
     Trainer(trainer_run(steps=3), two, progress=False).fit()
-    t2 = Trainer.resume(two, steps=6, progress=False)
+    t2 = resume_trainer(two, steps=6, progress=False)
     assert t2.step == 3
     t2.fit()
     for key in ("G", "D", "G_ema"):
@@ -151,8 +152,8 @@ def test_wrong_num_classes_for_data_is_clear(tmp_path):
 def test_integer_betas_from_yaml_are_accepted(tmp_path):
     cfg = trainer_run(steps=1, g_betas=[0, 0.99], d_betas=[0, 0.9])
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "run"), progress=False)
-    assert trainer.opt_g.param_groups[0]["betas"] == (0.0, 0.99)
-    assert all(torch.isfinite(v) for v in trainer.train_step().values())
+    assert trainer.gan.opt_g.param_groups[0]["betas"] == (0.0, 0.99)
+    assert all(torch.isfinite(v) for v in trainer.gan.train_step().values())
 
 
 def test_linear_lr_decay_follows_the_step_and_survives_resume(tmp_path):
@@ -165,8 +166,8 @@ def test_linear_lr_decay_follows_the_step_and_survives_resume(tmp_path):
     trainer = Trainer(cfg, prepare_run_dir(tmp_path / "one"), progress=False)
     seen = []
     for _ in range(4):
-        trainer.train_step()  # the rates in force during step s are base * (1 - s / 4)
-        seen += [trainer.opt_g.param_groups[0]["lr"], trainer.opt_d.param_groups[0]["lr"]]
+        trainer.gan.train_step()  # the rates in force during step s are base * (1 - s / 4)
+        seen += [trainer.gan.opt_g.param_groups[0]["lr"], trainer.gan.opt_d.param_groups[0]["lr"]]
     assert seen == pytest.approx([r * f for f in (1.0, 0.75, 0.5, 0.25) for r in (1e-3, 2e-3)])
 
     # Stopped at step 2 and resumed, the run lands on the same weights as one trained straight through.
@@ -174,10 +175,10 @@ def test_linear_lr_decay_follows_the_step_and_survives_resume(tmp_path):
     Trainer(cfg, straight, progress=False).fit()
     split = prepare_run_dir(tmp_path / "split")
     first = Trainer(cfg, split, progress=False)
-    first.train_step(), first.train_step()
+    first.gan.train_step(), first.gan.train_step()
     first.save_checkpoint()
-    second = Trainer.resume(split, progress=False)
-    assert second.step == 2 and second.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)  # for step 2
+    second = resume_trainer(split, progress=False)
+    assert second.step == 2 and second.gan.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)  # for step 2
     second.fit()
     a, b = load_checkpoint(straight / "checkpoints/last.pt")["G"], load_checkpoint(split / "checkpoints/last.pt")["G"]
     assert all(torch.equal(a[k], b[k]) for k in a)
