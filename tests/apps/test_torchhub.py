@@ -112,7 +112,7 @@ def test_native_entry_points(zoo_file, tmp_path):
     G = hubconf.pgan(weights=str(zoo_file))
     assert G.image_size == 16 and not G.training
     torch.testing.assert_close(G(torch.zeros(1, 12) + 1), gankit.load_generator(zoo_file)(torch.ones(1, 12)))
-    with pytest.raises(UserError, match="holds a pgan generator, not sagan"):
+    with pytest.raises(UserError, match="holds a pgan generator, not sagan; use hub entry 'pgan'"):
         hubconf.sagan(weights=str(zoo_file))
     with pytest.raises(UserError, match="pass weights=PATH"):
         hubconf.sngan()
