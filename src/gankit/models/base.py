@@ -93,7 +93,8 @@ def check_state_matches(
 
 
 def check_power_of_two(name: str, value: int, low: int, high: int) -> None:
-    if not isinstance(value, int) or value < low or value > high or value & (value - 1):
+    """``model.{name}`` is a power of two in ``low .. high`` (its type was checked when the config was made)."""
+    if not low <= value <= high or value & (value - 1):
         raise UserError(f"model.{name} must be a power of two from {low} to {high}, got {value!r}")
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -143,6 +144,17 @@ def broadcast_state(module: nn.Module, *, buffers_only: bool = False) -> None:
     tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
     for t in tensors:
         dist.broadcast(t.data, src=0)
+
+
+def rescale_data_position(data: Any, old_world: int, new_world: int) -> Any:
+    """A data stream's saved state for ``new_world`` processes when it was saved by ``old_world``: the sampler
+    index counts images of one rank's shard, so the same point of the epoch (index x old world size images) is
+    split over the new ranks. Unchanged when the world size is, or when the state has no sampler index."""
+    sampler = data.get("sampler") if isinstance(data, dict) else None
+    if old_world == new_world or not isinstance(sampler, dict) or "index" not in sampler:
+        return data
+    index = int(sampler["index"]) * old_world // new_world
+    return {**data, "sampler": {**sampler, "index": index}}
 
 
 def launch(nproc: int, argv: list[str]) -> int:

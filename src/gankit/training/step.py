@@ -15,6 +15,7 @@ gradients are not finite is skipped on every rank alike (the caller's guard coun
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import torch
@@ -27,8 +28,12 @@ from gankit.losses import AdversarialLoss
 from gankit.models.registry import build_discriminator, build_generator
 from gankit.training import distributed
 from gankit.training.ema import EMA
+from gankit.training.growth import LOG_COLUMNS as GROWTH_COLUMNS
 from gankit.training.growth import GrowthController
+from gankit.training.logger import attention_gammas, log_columns
 from gankit.training.schedules import lr_decay_factor
+
+ADA_COLUMNS = ["ada_p", "ada_r_t"]
 
 
 class GANStep:
@@ -217,6 +222,26 @@ class GANStep:
         if scaler:
             scaler.update()
         return False
+
+    # --------------------------------------------------------------------------------------- the log
+
+    def log_columns(self, extra: list[str]) -> list[str]:
+        """The columns of ``metrics.csv``: the losses, the step's own values (:meth:`log_values`), ``extra``."""
+        gammas = [*attention_gammas("G", self.G), *attention_gammas("D", self.D)]
+        own = [*(GROWTH_COLUMNS if self.growth else []), *(ADA_COLUMNS if self.adaptive else [])]
+        return log_columns(penalty=self.loss.gp > 0, gammas=gammas, extra=[*own, *extra])
+
+    def log_values(self) -> dict[str, float]:
+        """What the step adds to a log row: learning rates, attention gammas, growth and ADA state."""
+        values = {"g_lr": self.opt_g.param_groups[0]["lr"], "d_lr": self.opt_d.param_groups[0]["lr"]}
+        values.update(attention_gammas("G", self.G))
+        values.update(attention_gammas("D", self.D))
+        if self.growth is not None:
+            values.update(self.growth.log_values())
+        if self.adaptive:
+            r_t = self.augment.r_t
+            values.update(ada_p=self.augment.p, ada_r_t=math.nan if r_t is None else r_t)
+        return values
 
     # --------------------------------------------------------------------------------------- state
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,9 @@ from gankit.io import RunDir, atomic_write, load_checkpoint
 from gankit.training import distributed
 from gankit.training.checkpoints import RunWriter
 from gankit.training.evaluation import TrainingEvaluation
-from gankit.training.growth import LOG_COLUMNS as GROWTH_COLUMNS
-from gankit.training.logger import LogWindow, MetricsLogger, attention_gammas, log_columns
+from gankit.training.logger import LogWindow, MetricsLogger
 from gankit.training.run import rng_state, seed_everything, set_rng_state
 from gankit.training.step import GANStep
-
-ADA_COLUMNS = ["ada_p", "ada_r_t"]
 
 
 class TrainingDiverged(UserError):
@@ -121,7 +117,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.gan.load_state_dict(state)
-        self.batches.load_state_dict(self._rescale_data_position(state))
+        old_world = int(state.get("world_size", 1))
+        self.batches.load_state_dict(distributed.rescale_data_position(state["data"], old_world, self.dist.world_size))
         set_rng_state(state["rng"])
         t = self.cfg.training
         default_seen = self.step * t.batch_size * t.n_critic * int(state.get("world_size", 1))  # older checkpoints
@@ -129,17 +126,6 @@ class Trainer:
         guard = state.get("guard", {})
         self.rollbacks, self.gan.lr_scale = int(guard.get("rollbacks", 0)), float(guard.get("lr_scale", 1.0))
         self.gan.set_lr()
-
-    def _rescale_data_position(self, state: dict[str, Any]) -> dict[str, Any]:
-        """The sampler index counts images of one rank's shard; resuming on another number of processes keeps
-        the same point of the epoch (index x old world size images) and splits it over the new ranks."""
-        data = state["data"]
-        old = int(state.get("world_size", 1))
-        sampler = data.get("sampler") if isinstance(data, dict) else None
-        if old == self.dist.world_size or not isinstance(sampler, dict) or "index" not in sampler:
-            return data
-        index = int(sampler["index"]) * old // self.dist.world_size
-        return {**data, "sampler": {**sampler, "index": index}}
 
     # ------------------------------------------------------------------------------------------- the loop
 
@@ -218,7 +204,7 @@ class Trainer:
                 evals = self._evaluation(self.gan.ema.model, self.step, self.state_dict)
             window.pause(time.perf_counter() - started)  # img/s counts training time only
         if self.step % t.log_every == 0 or done or evals:
-            values = self._row(window, evals)
+            values = {**window.means(self.gan.images_seen), **self.gan.log_values(), **evals}
             logger.log(self.step, values)
             shown = dict(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}", img_s=f"{values['img_per_s']:.0f}")
             if self.gan.adaptive:
@@ -231,27 +217,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- outputs
 
     def _open_log(self) -> MetricsLogger:
-        gan, t = self.gan, self.cfg.training
-        gammas = [*attention_gammas("G", gan.G), *attention_gammas("D", gan.D)]
-        extra = [*(GROWTH_COLUMNS if gan.growth else []), *(ADA_COLUMNS if gan.adaptive else []),
-                 *(self._evaluation.columns() if self._evaluation else [])]
-        columns = log_columns(penalty=gan.loss.gp > 0, gammas=gammas, extra=extra)
-        return MetricsLogger(self.run.metrics, columns, tensorboard_dir=self.run.tensorboard if t.tensorboard else None,
+        columns = self.gan.log_columns(extra=self._evaluation.columns() if self._evaluation else [])
+        tensorboard = self.run.tensorboard if self.cfg.training.tensorboard else None
+        return MetricsLogger(self.run.metrics, columns, tensorboard_dir=tensorboard,
                              resume_step=self.step if self.step else None)
-
-    def _row(self, window: LogWindow, evals: dict[str, float]) -> dict[str, float]:
-        gan = self.gan
-        values = window.means(gan.images_seen)
-        values.update(g_lr=gan.opt_g.param_groups[0]["lr"], d_lr=gan.opt_d.param_groups[0]["lr"])
-        values.update(attention_gammas("G", gan.G))
-        values.update(attention_gammas("D", gan.D))
-        if gan.growth is not None:
-            values.update(gan.growth.log_values())
-        if gan.adaptive:
-            r_t = gan.augment.r_t
-            values.update(ada_p=gan.augment.p, ada_r_t=math.nan if r_t is None else r_t)
-        values.update(evals)
-        return values
 
     def save_samples(self) -> Path:
         """The EMA generator's sample grid of this step."""

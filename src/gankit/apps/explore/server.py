@@ -45,6 +45,7 @@ from starlette.routing import Route
 # gankit imports: the only ones in this module
 from gankit.api import load_generator
 from gankit.apps.explore.core import MODES, Explorer, Limits, Query
+from gankit.checks import check_number
 from gankit.errors import ParameterError, UserError
 
 LOOPBACK_HOST_HEADERS = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -196,8 +197,7 @@ def is_loopback(host: str) -> bool:
 
 def bind(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (``port`` 0: any free port); a clear :class:`UserError` if it cannot."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise UserError(f"--port must be in 0..65535, got {port!r}")
+    check_number("--port", port, integer=True, low=0, high=65535)
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror:
