@@ -21,6 +21,8 @@ from gankit.errors import UserError, did_you_mean
 
 T = TypeVar("T")
 
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: what torch.Generator.manual_seed and numpy take unchanged
+
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
 
 
@@ -130,4 +132,4 @@ def check_number(
     raise UserError(f"{key} must be {what}, got {value!r}{hint}")
 
 
-__all__ = ["build_section", "check_field_types", "check_number"]
+__all__ = ["SEED_LIMIT", "build_section", "check_field_types", "check_number"]

@@ -1,8 +1,14 @@
 """The ``gankit`` command line: one ``_add_<command>`` per sub-command, handlers that call :mod:`gankit.apps`.
 
-Every mistake a user can fix is a :class:`~gankit.errors.UserError`: one line on stderr naming the problem and the
-fix, exit status 2, no traceback (``--debug`` shows it). Errors about a library parameter are shown with the
-flag that sets it (``class_id`` -> ``--class-id``).
+:func:`main` is the one boundary between the library and the user. Every expected failure ends in one line on
+stderr and a documented exit status, never a traceback (``--debug`` shows it):
+
+- 0: done; 2: a mistake the user can fix (:class:`~gankit.errors.UserError`, a file or device problem
+  (``OSError``), a file that cannot be decoded); errors about a library parameter are shown with the flag that
+  sets it (``class_id`` -> ``--class-id``);
+- 130: interrupted (Ctrl-C); 143: terminated (SIGTERM): what was half made is removed or marked, and the line
+  says so;
+- 1: a bug in gankit (anything else): one line asking to rerun with ``--debug`` and report it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from gankit import interrupts
+from gankit.checks import SEED_LIMIT
 from gankit.errors import ParameterError, UserError
 from gankit.version import __version__
 
@@ -33,6 +41,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed_value(text: str) -> int:
+    """The one rule for seeds: an integer 0 <= seed < 2**63 (what every random generator takes unchanged)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**63 - 1, got {value}")
+    return value
+
+
 # ------------------------------------------------------------------------------------- shared options
 
 
@@ -41,7 +60,8 @@ def _device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
 
 
 def _seed(p: argparse.ArgumentParser, default: int | None = 0, what: str = "random seed") -> None:
-    p.add_argument("--seed", type=int, default=default, help=f"{what}" + (f" (default {default})" if default else ""))
+    shown = f" (default {default})" if default else ""
+    p.add_argument("--seed", type=_seed_value, default=default, help=f"{what}{shown}")
 
 
 def _overwrite(p: argparse.ArgumentParser, what: str = "replace existing output files") -> None:
@@ -433,10 +453,41 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
+        with interrupts.sigterm_as_interrupt():
+            return args.handler(args)
     except UserError as exc:
         if args.debug:
             raise
-        message = exc.as_flag() if isinstance(exc, ParameterError) else str(exc)
-        print(f"gankit: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(exc.as_flag() if isinstance(exc, ParameterError) else str(exc))
+    except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM (interrupts.Terminated)
+        if args.debug:
+            raise
+        print(f"gankit: {interrupts.describe(exc)}", file=sys.stderr)
+        return interrupts.exit_status(exc)
+    except (OSError, UnicodeError, EOFError) as exc:  # the file system or a file's bytes, not gankit
+        if args.debug:
+            raise
+        return _fail(_describe_os_error(exc))
+    except Exception as exc:
+        if args.debug:
+            raise
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        print(f"gankit: internal error ({type(exc).__name__}{': ' + first if first else ''}); this is a bug in "
+              "gankit: rerun with --debug for the traceback and report it", file=sys.stderr)
+        return 1
+
+
+def _fail(message: str) -> int:
+    print(f"gankit: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    """One line for an error of the file system or of a file's bytes: the file and what happened."""
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else ""
+        what = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".").lower()
+        return f"{where}: {what}" if where else what
+    if isinstance(exc, UnicodeError):
+        return f"a file is not UTF-8 text ({type(exc).__name__}); check the file given"
+    return f"a file ended early ({type(exc).__name__}); it may be truncated"

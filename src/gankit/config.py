@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from gankit.augment import AUGMENT_KINDS, DEFAULT_POLICY, parse_policy
-from gankit.checks import build_section, check_field_types, check_number
+from gankit.checks import SEED_LIMIT, build_section, check_field_types, check_number
 from gankit.errors import UserError, did_you_mean
 from gankit.losses import LOSS_NAMES
 from gankit.models.base import ModelConfig
@@ -96,7 +96,6 @@ class DataConfig:
 
 LR_DECAYS = ("constant", "linear")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: what torch.Generator.manual_seed takes without wrapping
 
 
 @dataclasses.dataclass(frozen=True)

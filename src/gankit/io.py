@@ -70,30 +70,85 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# errno -> what a failed write means, for the one-line message of write_error
+_WRITE_FAILURES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "an input/output error",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def write_error(path: str | os.PathLike, exc: OSError, *, existed: bool | None = None) -> UserError:
+    """The one-line :class:`UserError` for ``exc`` raised while writing ``path``: what happened, and that the
+    previous file is intact (``existed``: whether there was one; by default, whether ``path`` exists now)."""
+    path = Path(path)
+    existed = path.is_file() if existed is None else existed
+    after = "the previous file is intact" if existed else "nothing was written there"
+    reason = _WRITE_FAILURES.get(exc.errno or 0) or (exc.strerror or type(exc).__name__).lower()
+    if exc.errno == errno.ENOSPC:
+        return UserError(f"no space left on the device while writing {path}; {after}")
+    fix = "; free some space" if exc.errno == errno.EDQUOT else "; choose an output you can write to"
+    return UserError(f"cannot write {path}: {reason}; {after}{fix}")
+
+
+class _RecordingFile:
+    """The file object a ``write(fileobj)`` callable of :func:`atomic_write` writes to: it keeps the first
+    ``OSError`` a write raised, because writers that wrap the file (``torch.save``: ``RuntimeError: ... unexpected
+    pos``) report a full disk as something else. Everything else is the file's own."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.file = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
 def atomic_write(path: str | os.PathLike, content: Content) -> Path:
     """Write ``content`` (bytes, text as UTF-8, or a ``write(fileobj)`` callable) to ``path`` atomically.
 
-    The folder is created if needed. A full disk is a one-line :class:`UserError` that says the previous file is
-    intact; any other failure leaves no temporary file behind.
+    The folder is created if needed. A failed write (a full disk, no permission, a read-only file system, however
+    the writer reports it) is a one-line :class:`UserError` (:func:`write_error`) that says the previous file is
+    intact; any failure, an interruption included, leaves no temporary file behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    existed = path.is_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc, existed=existed) from None
+    writer: _RecordingFile | None = None
     try:
         _lock_temporary(fd)
         with os.fdopen(fd, "wb") as f:
+            writer = _RecordingFile(f)
             if callable(content):
-                content(f)
+                content(writer)
             else:
-                f.write(content.encode() if isinstance(content, str) else content)
+                writer.write(content.encode() if isinstance(content, str) else content)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; written files get the usual permissions
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise UserError(f"no space left on the device while writing {path}; the previous file is intact") from None
+        cause = writer.error if writer is not None and writer.error is not None else exc
+        if isinstance(exc, Exception) and isinstance(cause, OSError):
+            raise write_error(path, cause, existed=existed) from None
         raise
     _fsync_dir(path.parent)
     return path

@@ -10,12 +10,12 @@ handled like Ctrl-C: a checkpoint is saved and the command that resumes is print
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gankit import interrupts
 from gankit.config import resolve_config
 from gankit.data import open_training_data
 from gankit.device import select_device
@@ -65,19 +65,15 @@ def start(
 
 
 def fit(trainer: Trainer, say: Callable[..., None]) -> int:
-    """Train to the end; exit status 0, or 130 after an interruption (checkpoint saved, resume command said)."""
-
-    def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: save a checkpoint, then exit
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        trainer.fit()
-    except TrainingInterrupted as exc:
-        say(f"gankit: {exc}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    """Train to the end; exit status 0, or 130 / 143 after Ctrl-C / SIGTERM (checkpoint saved, the command that
+    resumes said). SIGTERM interrupts like Ctrl-C (the command line's :func:`gankit.interrupts.sigterm_as_interrupt`;
+    installed here too for callers of this function)."""
+    with interrupts.sigterm_as_interrupt():
+        try:
+            trainer.fit()
+        except TrainingInterrupted as exc:
+            say(f"gankit: {exc}", file=sys.stderr)
+            return exc.status
     say(
         f"gankit: done at step {trainer.step}. Run folder {trainer.run_dir}: samples/, metrics.csv, loss.png, "
         f"checkpoints/last.pt, generator.safetensors"

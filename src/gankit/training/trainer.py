@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from gankit import log
+from gankit import interrupts, log
 from gankit.config import RunConfig
 from gankit.data import DataBatches, DataSource, open_training_data
 from gankit.device import select_device
@@ -35,7 +35,12 @@ class TrainingDiverged(UserError):
 
 
 class TrainingInterrupted(Exception):
-    """Raised after a Ctrl-C / SIGTERM checkpoint was saved; the message says how to resume."""
+    """Raised after a Ctrl-C / SIGTERM checkpoint was saved; the message says how to resume, ``status`` is the
+    exit status (130 Ctrl-C, 143 SIGTERM)."""
+
+    def __init__(self, message: str, status: int = interrupts.INTERRUPTED) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Trainer:
@@ -157,13 +162,14 @@ class Trainer:
                         self._save()
                     distributed.barrier()  # a rollback on any rank must find the same last.pt
                 bar.update(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (interrupts.Terminated)
             bar.close()
             if main:
                 self._save()
             raise TrainingInterrupted(
-                f"interrupted at step {self.step}; checkpoint saved. "
-                f"Continue with: gankit train --resume {self.run.root}"
+                f"{interrupts.describe(exc).split(';')[0]} at step {self.step}; checkpoint saved. "
+                f"Continue with: gankit train --resume {self.run.root}",
+                interrupts.exit_status(exc),
             ) from None
         finally:
             bar.close()
