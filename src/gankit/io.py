@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -28,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
-from gankit.errors import DamagedFile, UserError
+from gankit.errors import DamagedFile, ParameterError, UserError
 from gankit.version import __version__
 
 try:
@@ -154,6 +155,27 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
     return path
 
 
+def check_writable(path: str | os.PathLike, param: str = "out") -> None:
+    """Refuse, before any work, an output ``path`` that cannot be written: the nearest folder on its way that
+    exists must let this process create files (``os.access``, which also answers for read-only mounts and for
+    root), and an existing file there must be replaceable. Nothing is written to find out. A
+    :class:`~gankit.errors.ParameterError` naming ``param``'s flag and the reason."""
+    target = Path(path)
+    folder = target if target.is_dir() else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ParameterError(param, f"{target}: {folder} is a file, not a folder; choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            read_only = False
+        reason = "the file system is read-only" if read_only else "permission denied"
+        raise ParameterError(param, f"{target} cannot be written ({folder}: {reason}); choose a folder you can "
+                                    "write to")
+
+
 def _lock_temporary(fd: int) -> None:
     """Mark a temporary as being written: an exclusive ``flock`` that dies with the file's close or its writer."""
     if fcntl is None:
@@ -210,9 +232,21 @@ def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = Non
     return removed
 
 
+def strict_json_value(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None: JSON has no such numbers (Python's ``NaN`` is
+    not JSON, and other readers refuse it)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict_json_value(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json_value(v) for v in data]
+    return data
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """``data`` as indented JSON (one trailing newline), atomically."""
-    return atomic_write(path, json.dumps(data, indent=2) + "\n")
+    """``data`` as strict, indented JSON (non-finite numbers as null; one trailing newline), atomically."""
+    return atomic_write(path, json.dumps(strict_json_value(data), indent=2, allow_nan=False) + "\n")
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -260,7 +294,15 @@ def read_generator_export(path: str | os.PathLike) -> tuple[dict[str, Any], dict
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") != EXPORT_FORMAT or "config" not in metadata:
         raise UserError(f"{path} has no gankit generator config in its metadata; export it with gankit")
-    return json.loads(metadata["config"]), tensors, metadata
+    try:
+        config = json.loads(metadata["config"])
+    except ValueError as exc:  # JSONDecodeError, or a number too long to convert
+        raise DamagedFile(f"{path}: its config metadata is not valid JSON ({str(exc)[:80]}); export it again with "
+                          "gankit export") from None
+    if not isinstance(config, dict):
+        raise DamagedFile(f"{path}: its config metadata is a JSON {type(config).__name__}, not the model config; "
+                          "export it again with gankit export")
+    return config, tensors, metadata
 
 
 # ------------------------------------------------------------------------------------------- checkpoints

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
+from gankit.apps.outputs import claim_outputs
 from gankit.config import resolve_config
 from gankit.data import TensorBatches
 from gankit.device import select_device
-from gankit.errors import refuse_overwrite
 from gankit.io import write_json
 from gankit.nn.attention import reference_attention
 from gankit.training import Trainer
@@ -168,11 +168,10 @@ def bench_preset(
 
 def run_bench(preset: str, *, json_out: str | None = None, overwrite: bool = False, **options: Any) -> dict[str, Any]:
     """``gankit bench``: :func:`bench_preset` with ``options``, the numbers also written to ``json_out``."""
-    if json_out:
-        refuse_overwrite([json_out], overwrite, param="json")
-    report = bench_preset(preset, **options)
-    if json_out:
-        write_json(json_out, report)
+    with claim_outputs([json_out] if json_out else [], overwrite=overwrite, param="json"):
+        report = bench_preset(preset, **options)
+        if json_out:
+            write_json(json_out, report)
     return report
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from gankit.api import load_generator
+from gankit.apps.outputs import claim_outputs
 from gankit.device import select_device
-from gankit.errors import refuse_overwrite
 from gankit.io import write_json
 from gankit.metrics.evaluate import (
     IS_SPLITS,
@@ -65,7 +65,17 @@ def evaluate(
     """Score ``checkpoint`` against ``data`` and write the result to ``out`` (JSON); returns it, with the printable
     table under ``"table"`` (not written)."""
     t0 = time.perf_counter()
-    refuse_overwrite([out], overwrite)
+    with claim_outputs([out], overwrite=overwrite):  # writable and ours before any work
+        result, rows = _evaluate(checkpoint, data, out, t0, num=num, features=features, metrics=metrics,
+                                 batch_size=batch_size, seed=seed, inception_weights=inception_weights, ema=ema,
+                                 device=device, progress=progress)
+    return {**result, "table": format_table(rows)}
+
+
+def _evaluate(
+    checkpoint: str | Path, data: str, out: str | Path, t0: float, *, num: int, features: str, metrics: str | None,
+    batch_size: int, seed: int, inception_weights: str | None, ema: bool, device: str, progress: bool | None,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     dev = select_device(device)
     wanted = parse_metrics(metrics)
     ckpt = Path(checkpoint)
@@ -87,6 +97,7 @@ def evaluate(
         batch_size=batch_size,
         progress=progress,
     )
+    evaluator.check_generated_count(num if generator is not None else npz.count)  # before any image is made
     if generator is not None:
         values = evaluator.evaluate_generator(generator, num, seed)
         num_generated = num
@@ -129,4 +140,4 @@ def evaluate(
         rows[f"real {evaluator.data.heldout_split}"] = heldout[0]
     result["wall_s"] = round(time.perf_counter() - t0, 2)
     write_json(out, result)
-    return {**result, "table": format_table(rows)}
+    return result, rows

@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gankit.api import load_generator
-from gankit.errors import ParameterError, refuse_overwrite
+from gankit.apps.outputs import claim_outputs
+from gankit.errors import ParameterError
 from gankit.io import SPECTRAL_NORM_FOLDED
 from gankit.nn import fold_spectral_norm
 
@@ -34,13 +35,13 @@ def export_generator(
         raise ParameterError("out", f"{out} is a folder; give a file name ending in .safetensors")
     if out.suffix != ".safetensors":
         raise ParameterError("out", f"{out}: the export is a safetensors file; give a name ending in .safetensors")
-    refuse_overwrite([out], overwrite)
-    generator = load_generator(source, ema=ema).cpu()
-    if fold_sn:
-        fold_spectral_norm(generator.eval())
-    folded = generator.spectral_norm_folded()  # (a source may already be folded)
-    meta = {SPECTRAL_NORM_FOLDED: "true" if folded else "false", "ema": "true" if ema else "false"}
-    return generator.save_export(out, **meta), folded
+    with claim_outputs([out], overwrite=overwrite):
+        generator = load_generator(source, ema=ema).cpu()
+        if fold_sn:
+            fold_spectral_norm(generator.eval())
+        folded = generator.spectral_norm_folded()  # (a source may already be folded)
+        meta = {SPECTRAL_NORM_FOLDED: "true" if folded else "false", "ema": "true" if ema else "false"}
+        return generator.save_export(out, **meta), folded
 
 
 __all__ = ["export_generator"]

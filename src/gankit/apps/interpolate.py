@@ -15,12 +15,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gankit.apps.outputs import save_npz, targets_for
-from gankit.errors import ParameterError, refuse_overwrite
+from gankit.apps.outputs import claim_outputs, save_npz, targets_for
+from gankit.errors import ParameterError
 from gankit.images import save_grid
 
 Mode = Literal["lerp", "slerp"]
 MODES: tuple[str, ...] = ("lerp", "slerp")
+
+MAX_WALK_IMAGES = 10_000  # a strip is made in memory and drawn as one picture, like a sample grid
 
 
 def walk_positions(steps: int, *, endpoint: bool = True) -> torch.Tensor:
@@ -120,9 +122,19 @@ def latent_walks(
 def write_walks(generator, out: str | Path, *, overwrite: bool = False, **walk) -> list[Path]:
     """:func:`latent_walks` (``walk`` are its arguments) into ``OUT.png`` (one row per walk, clamped to [-1, 1]
     for display), ``OUT.npz`` (raw images ``(rows, steps, C, H, W)``, latents, positions, labels) or both."""
+    if str(out).endswith(("/", "\\")) or Path(out).is_dir():
+        raise ParameterError("out", f"{out} is a folder; give STRIP.png, FILE.npz, or a name OUT for both")
+    rows, steps = walk.get("rows", 4), walk.get("steps", 8)
+    if rows * steps > MAX_WALK_IMAGES:
+        raise ParameterError("rows", f"{rows} walks of {steps} images are {rows * steps} images, more than one strip "
+                             f"holds (at most {MAX_WALK_IMAGES}: they are made in memory); lower --rows or --steps")
     targets = targets_for(out)
-    refuse_overwrite(targets.values(), overwrite)
-    result = latent_walks(generator, **walk)
+    with claim_outputs(targets.values(), overwrite=overwrite):
+        _write_walks(generator, targets, latent_walks(generator, **walk))
+    return list(targets.values())
+
+
+def _write_walks(generator, targets: dict[str, Path], result: LatentWalk) -> None:
     if "png" in targets:
         labels = [str(int(c)) for c in result.labels] if generator.num_classes else None
         save_grid(result.images.flatten(0, 1), targets["png"], result.images.shape[1], row_labels=labels)
@@ -134,7 +146,6 @@ def write_walks(generator, out: str | Path, *, overwrite: bool = False, **walk) 
             positions=result.positions.numpy(),
             labels=result.labels.numpy().astype(np.int64),
         )
-    return list(targets.values())
 
 
 __all__ = ["MODES", "LatentWalk", "interpolate", "latent_walks", "lerp", "slerp", "walk_positions", "write_walks"]

@@ -1,8 +1,10 @@
-"""Where the image-producing commands write: output targets named by ``--out``, and ``.npz`` files written
-atomically, whole or streamed member by member (so a file larger than memory never has to be held in it)."""
+"""Where the commands write: claiming outputs before any work (:func:`claim_outputs`: writable, one writer,
+no silent overwrite), output targets named by ``--out``, and ``.npz`` files written atomically, whole or streamed
+member by member (so a file larger than memory never has to be held in it)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -10,10 +12,27 @@ from pathlib import Path
 
 import numpy as np
 
-from gankit.errors import ParameterError
-from gankit.io import atomic_write
+from gankit.errors import ParameterError, refuse_overwrite
+from gankit.io import atomic_write, check_writable
+from gankit.training.lock import OutputLock
 
 Member = tuple[str, np.dtype, tuple[int, ...], Iterable[np.ndarray]]
+
+
+@contextlib.contextmanager
+def claim_outputs(paths: Iterable[str | Path], *, overwrite: bool = False, param: str = "out") -> Iterator[None]:
+    """Claim every output of a command before its work starts, and hold the claim while it runs: each path can be
+    written (:func:`gankit.io.check_writable`), no other gankit command writes it (:class:`OutputLock`), and none
+    replaces an existing file unless ``overwrite`` (checked under the lock, so two commands cannot both find the
+    path free)."""
+    targets = [Path(p) for p in paths]
+    for target in targets:
+        check_writable(target, param)
+    with contextlib.ExitStack() as held:
+        for target in targets:
+            held.enter_context(OutputLock(target))
+        refuse_overwrite(targets, overwrite, param)
+        yield
 
 
 def targets_for(out: str | Path) -> dict[str, Path]:

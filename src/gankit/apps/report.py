@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from gankit.api import load_generator
-from gankit.errors import refuse_overwrite
+from gankit.apps.outputs import claim_outputs
 from gankit.io import write_json
 from gankit.metrics.digits import digits_report
 
@@ -24,10 +24,9 @@ def report(
 ) -> dict[str, Any]:
     """The report of the generator in ``checkpoint`` against ``data`` (None: the built-in digits); also written
     to ``out`` as JSON when given."""
-    if out is not None:
-        refuse_overwrite([out], overwrite)
-    generator = load_generator(checkpoint, ema=ema)
-    result = digits_report(generator, per_class, seed, data=data, dataset=dataset)
-    if out is not None:
-        write_json(out, result)
+    with claim_outputs([out] if out is not None else [], overwrite=overwrite):
+        generator = load_generator(checkpoint, ema=ema)
+        result = digits_report(generator, per_class, seed, data=data, dataset=dataset)
+        if out is not None:
+            write_json(out, result)
     return result

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gankit import log
-from gankit.apps.outputs import check_free_space, stream_npz, targets_for
-from gankit.errors import ParameterError, refuse_overwrite
+from gankit import interrupts, log
+from gankit.apps.outputs import check_free_space, claim_outputs, stream_npz, targets_for
+from gankit.errors import ParameterError
 from gankit.images import save_grid, save_images
 from gankit.models.base import Generator
 
@@ -81,14 +81,38 @@ def write_samples(
     out = Path(out)
     chunks = sample_chunks(generator, spec)
     if out_str.endswith(("/", "\\")) or out.is_dir():
-        _refuse_numbered_pngs(out, overwrite)
-        with log.progress(num, desc="sampling", unit="img", enabled=progress) as bar:
-            for start, (images, _) in _counted(chunks):
-                save_images(images, out, start=start)
-                bar.update(len(images))
+        with claim_outputs([out], overwrite=True):  # writable, one writer; numbered PNGs are checked next
+            _refuse_numbered_pngs(out, overwrite)
+            _write_folder(out, chunks, num, progress)
         return [out]
     targets = targets_for(out)
-    refuse_overwrite(targets.values(), overwrite)
+    with claim_outputs(targets.values(), overwrite=overwrite):
+        _write_targets(generator, spec, targets, chunks, progress)
+    return list(targets.values())
+
+
+def _write_folder(out: Path, chunks: Iterator[tuple[torch.Tensor, torch.Tensor]], num: int, progress) -> None:
+    """Numbered PNGs into ``out``, batch by batch. Interrupted or failed, the PNGs this call made are removed, so
+    the folder never holds a silently incomplete set (the one line says so)."""
+    made: list[Path] = []
+    try:
+        with log.progress(num, desc="sampling", unit="img", enabled=progress) as bar:
+            for start, (images, _) in _counted(chunks):
+                names = [out / f"{start + i:06d}.png" for i in range(len(images))]
+                new = [p for p in names if not p.exists()]
+                save_images(images, out, start=start)
+                made += new
+                bar.update(len(images))
+    except BaseException as exc:
+        for path in made:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise interrupts.note(exc, f"removed the {len(made)} PNGs written so far into {out}") from None
+        raise
+
+
+def _write_targets(generator: Generator, spec: SampleSpec, targets: dict[str, Path], chunks, progress) -> None:
+    num = spec.num
     if "png" in targets and num > MAX_GRID_IMAGES:
         raise ParameterError(
             "num", f"{num} images are too many for one grid picture (at most {MAX_GRID_IMAGES}); "
@@ -122,7 +146,6 @@ def write_samples(
             save_grid(images[order], targets["png"], num // k, row_labels=[str(c) for c in range(k)])
         else:
             save_grid(images, targets["png"], int(np.ceil(np.sqrt(num))))
-    return list(targets.values())
 
 
 def _counted(chunks: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[int, tuple]]:

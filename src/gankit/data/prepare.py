@@ -8,6 +8,7 @@ nothing reads as a cache; the next ``prepare`` of the same OUT removes such left
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +18,18 @@ import numpy as np
 import torch
 
 from gankit.data.cache import write_cache
+from gankit.data.cifar import cifar10_splits
 from gankit.data.decode import BadImage, fit_arrays
 from gankit.data.folder import FolderDataset, scan_folder
 from gankit.data.formats import default_workers, detect_dataset, load_arrays, worker_init
+from gankit.data.mnist import mnist_splits
 from gankit.errors import UserError
 from gankit.io import remove_stale_temporaries
 from gankit.log import info, warn
 
-CHUNK = 4096  # MNIST / CIFAR-10 images resized and written at a time
+CHUNK = 4096  # MNIST / CIFAR-10 images resized and written at a time (fewer for large sizes: CHUNK_BYTES)
+CHUNK_BYTES = 256 * 2**20  # at most this much resized image data in memory at once
+MAX_SIZE = 1024  # the largest image any gankit model makes (a Progressive GAN's last scale)
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -33,6 +38,15 @@ def _inside(child: Path, parent: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def check_cache_fits(out: Path, count: int, size: int, channels: int) -> None:
+    """Refuse, before decoding, a cache larger than the free space of its folder."""
+    need = count * channels * size * size
+    free = shutil.disk_usage(out.parent).free
+    if need > free:
+        raise UserError(f"--out {out}: {count} images of {channels}x{size}x{size} take {need / 2**30:.1f} GiB but "
+                        f"{out.parent} has {free / 2**30:.1f} GiB free; lower --size or write elsewhere")
 
 
 def prepare_cache(
@@ -56,6 +70,9 @@ def prepare_cache(
         raise UserError(f"--data {data} does not exist; check the path")
     if size < 1 or channels not in (1, 3):
         raise UserError(f"--size must be >= 1 and --channels 1 or 3, got {size} and {channels}")
+    if size > MAX_SIZE:
+        raise UserError(f"--size {size} is larger than any gankit model's images (at most {MAX_SIZE}); give the "
+                        "image size S of the model you will train")
     if data.is_dir() and _inside(out, data):
         raise UserError(f"--out {out} is inside the data folder {data}; gankit never writes there, choose another path")
     if out.exists() and not overwrite:
@@ -75,6 +92,7 @@ def prepare_cache(
     if kind == "folder":
         index = scan_folder(data, size=size, labels=labels, strict=strict, workers=workers, progress=progress)
         ds = FolderDataset(index, size, channels)
+        check_cache_fits(out, len(ds), size, channels)
         header = write_cache(
             out,
             _decode_in_order(ds, workers, strict),
@@ -89,10 +107,13 @@ def prepare_cache(
     else:
         if labels:
             raise UserError(f"--labels subdirs is for image folders; {kind} files carry their own labels")
+        _check_split(kind, data, split)
         images, y, classes = load_arrays(kind, data, split)  # the source arrays: 50-180 MB for these formats
+        check_cache_fits(out, len(images), size, channels)
         # resized a chunk at a time: at a large --size the resized dataset can be far larger than memory
-        chunks = ((fit_arrays(images[i : i + CHUNK], size, channels), y[i : i + CHUNK])
-                  for i in range(0, len(images), CHUNK))
+        step = max(1, min(CHUNK, CHUNK_BYTES // (channels * size * size)))
+        chunks = ((fit_arrays(images[i : i + step], size, channels), y[i : i + step])
+                  for i in range(0, len(images), step))
         header = write_cache(
             out, chunks, total=len(images), size=size, channels=channels, classes=classes, meta=meta, progress=progress
         )
@@ -101,6 +122,21 @@ def prepare_cache(
         f"in {time.perf_counter() - t0:.1f} s" + (f" ({header['skipped']} skipped)" if header["skipped"] else "")
     )
     return header
+
+
+SPLITS = ("train", "test", "all")
+
+
+def _check_split(kind: str, data: Path, split: str) -> None:
+    """Refuse a ``--split`` that ``data`` does not hold, naming the ones it does (the readers' own messages speak of
+    ``data.split``, the config key of training)."""
+    if split not in SPLITS:
+        raise UserError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    splits = {"mnist": mnist_splits, "cifar10": cifar10_splits}.get(kind)
+    there = splits(data) if splits is not None and data.is_dir() else set()  # a single file is read as it is
+    if there and split not in there:  # none at all: the reader says what files it looked for
+        have = " or ".join(s for s in SPLITS if s in there)
+        raise UserError(f"--split {split}: {data} holds no {split} split of {kind}; give --split {have}")
 
 
 class _Chunks:

@@ -34,6 +34,10 @@ METRICS = ("fid", "kid", "is", "pr", "dc")
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 IS_SPLITS = 10
+# the fewest images (generated, and real) each metric can be estimated from: a covariance needs 2, the k-NN
+# radii of precision/recall and density/coverage k + 1 (the Inception score uses fewer splits when it has fewer
+# images than IS_SPLITS, down to one)
+MIN_IMAGES = {"fid": 2, "kid": 2, "is": 2, "pr": PR_K + 1, "dc": DC_K + 1}
 MAX_REFERENCE = 50_000
 PROTOCOL_NOTE = (
     "numbers from different protocols (feature network, reference set, sample counts, image size) do not compare"
@@ -92,19 +96,41 @@ class NpzImages:
 
     def chunks(self, batch_size: int) -> Iterator[torch.Tensor]:
         """float32 ``(b, C, H, W)`` batches of the first ``count`` images, read from the archive one at a time (a
-        compressed archive is decompressed as it is read; a Fortran-ordered array, rare, is read whole)."""
+        compressed archive is decompressed as it is read; a Fortran-ordered array, rare, is read whole). Each batch
+        is checked (:func:`check_image_values`) before it is used."""
         with zipfile.ZipFile(self.path) as archive, archive.open("images.npy") as member:
             shape, fortran, dtype = _npy_header(member, self.path)
             if fortran:
                 rows = np.load(member)
                 for start in range(0, self.count, batch_size):
-                    yield torch.from_numpy(np.ascontiguousarray(rows[start : start + batch_size], np.float32))
+                    chunk = np.ascontiguousarray(rows[start : start + batch_size], np.float32)
+                    yield torch.from_numpy(check_image_values(chunk, self.path, start))
                 return
             row_bytes = math.prod(shape[1:]) * dtype.itemsize
             for start in range(0, self.count, batch_size):
                 n = min(batch_size, self.count - start)
                 chunk = np.frombuffer(member.read(n * row_bytes), dtype=dtype).reshape(n, *shape[1:])
-                yield torch.from_numpy(chunk.astype(np.float32))
+                yield torch.from_numpy(check_image_values(chunk.astype(np.float32), self.path, start))
+
+
+# Images are scored in [-1, 1]; values a little beyond are clamped like a generator's (a Progressive GAN without a
+# final tanh has raw outputs), values beyond this are another scale (uint8 0..255, ...), never clamped silently.
+IMAGE_VALUE_LIMIT = 2.0
+
+
+def check_image_values(images: np.ndarray, path: Path, start: int = 0) -> np.ndarray:
+    """``images`` (float32, ``(b, C, H, W)``, the ``start``-th image first) unchanged, or a one-line
+    :class:`UserError` naming the first image with a NaN / infinite value or a value beyond
+    :data:`IMAGE_VALUE_LIMIT`, and how to convert."""
+    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if bad.any():
+        raise UserError(f"{path}: image {start + int(np.argmax(bad))} holds NaN or infinite values; evaluate needs "
+                        "finite images (drop or regenerate them)")
+    lo, hi = float(images.min(initial=0.0)), float(images.max(initial=0.0))
+    if lo < -IMAGE_VALUE_LIMIT or hi > IMAGE_VALUE_LIMIT:
+        raise UserError(f"{path}: image values go from {lo:g} to {hi:g}, but evaluate takes float images in [-1, 1]; "
+                        "convert uint8 images with x.astype(np.float32) / 127.5 - 1 ([0, 1] images: 2 * x - 1)")
+    return images
 
 
 def _npy_header(member, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -121,11 +147,14 @@ def open_npz_images(path: str | Path, limit: int | None = None) -> NpzImages:
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive, archive.open("images.npy") as member:
-            shape, _, _ = _npy_header(member, path)
+            shape, _, dtype = _npy_header(member, path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path} is not an .npz with an 'images' array (as gankit sample writes): {exc}") from None
-    if len(shape) != 4:
-        raise UserError(f"{path}: 'images' must be (N, C, H, W) in [-1, 1], got shape {tuple(shape)}")
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise UserError(f"{path}: 'images' must be (N, C, H, W) in [-1, 1] with C 1 or 3, got shape {tuple(shape)}")
+    if dtype.kind != "f":
+        raise UserError(f"{path}: 'images' are {dtype} but evaluate takes float images in [-1, 1]; convert with "
+                        "x.astype(np.float32) / 127.5 - 1 (for uint8 0..255)")
     count = shape[0] if limit is None else min(shape[0], limit)
     return NpzImages(path, count, (shape[1], shape[2], shape[3]))
 
@@ -203,6 +232,14 @@ def _subsample(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return x[idx.sort().values]
 
 
+def check_image_count(metric: str, count: int, what: str = "generated") -> None:
+    """A one-line :class:`UserError` when ``count`` images are too few for ``metric`` (:data:`MIN_IMAGES`)."""
+    need = MIN_IMAGES[metric]
+    if count < need:
+        raise UserError(f"{metric} needs at least {need} {what} images, got {count}; give more images (--num) or "
+                        f"leave {metric} out (--metrics)")
+
+
 def compute_metrics(
     real: torch.Tensor,
     fake: torch.Tensor,
@@ -219,6 +256,9 @@ def compute_metrics(
     """
     from gankit.metrics.fid import frechet_distance, inception_score, kernel_distance
 
+    for name in metrics:
+        for what, count in (("generated", len(fake)), ("real", len(real))):
+            check_image_count(name, count, what)
     out: dict[str, float] = {}
     if "fid" in metrics:
         out["fid"] = frechet_distance(real, fake)
@@ -289,6 +329,11 @@ class Evaluator:
         self.metrics = metrics
         self._real: dict[str, tuple[torch.Tensor, bool]] = {}
         self._real_logits: dict[str, torch.Tensor] = {}
+
+    def check_generated_count(self, count: int) -> None:
+        """Refuse, before any image is made, a number of generated images too small for a requested metric."""
+        for name in self._metrics_for(bool(self.extractor.num_logits)):
+            check_image_count(name, count)
 
     def _metrics_for(self, has_logits: bool) -> tuple[str, ...]:
         if self.metrics is not None:

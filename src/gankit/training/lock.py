@@ -1,4 +1,5 @@
-"""One writer per run folder: an exclusive ``flock`` on ``RUN/.gankit.lock``.
+"""One writer per run folder (an exclusive ``flock`` on ``RUN/.gankit.lock``) and per output of the other commands
+(:class:`OutputLock`).
 
 ``gankit train`` holds it for the whole of training (a new run, ``--resume``) and while ``--overwrite`` replaces a
 run; under torchrun rank 0 alone takes it (the other ranks wait on the barrier). A second process asking for a
@@ -9,8 +10,11 @@ open file, so the lock file that stays behind is only text (the pid of its last 
 deleted: a process that opened it just before the deletion would lock the deleted file while a third locks a new
 one, and both would write.
 
-Readers (``sample``, ``evaluate``, ``export``, the explorer) take no lock: every file of a run is replaced
-atomically (:func:`gankit.io.atomic_write`), so they see the old file or the new one.
+Readers (``sample``, ``evaluate``, ``export``, the explorer) take no lock on what they read: every file of a run
+is replaced atomically (:func:`gankit.io.atomic_write`), so they see the old file or the new one. What they
+write is theirs alone while they run: :class:`OutputLock` locks each output path (a file, or a folder of PNGs)
+through a lock file in a shared folder of the temporary directory, named after the path, so a second command
+with the same ``--out`` stops before any work instead of both saying "wrote" and one output being lost.
 
 Where there is no ``fcntl`` (Windows) or the file system refuses ``flock`` (some network mounts), the lock
 degrades to nothing: training works as before, without the guard against a second writer (a one-line warning
@@ -20,7 +24,9 @@ says so for the file-system case).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 from types import TracebackType
 
@@ -49,6 +55,10 @@ class RunLock:
         self.path = RunDir(folder).lock
         self._fd: int | None = None
 
+    def _locked_message(self, holder: str) -> str:
+        return (f"{self.folder} is being written by another gankit process ({holder}); wait for it to finish or "
+                "stop it, or choose another folder")
+
     @property
     def held(self) -> bool:
         return self._fd is not None
@@ -63,10 +73,7 @@ class RunLock:
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
-            raise RunLocked(
-                f"{self.folder} is being written by another gankit process ({holder}); wait for it to finish or "
-                "stop it, or choose another folder"
-            ) from None
+            raise RunLocked(self._locked_message(holder)) from None
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
@@ -97,6 +104,24 @@ class RunLock:
         self.release()
 
 
+class OutputLock(RunLock):
+    """The writer's lock of one output path (``--out`` of sample, interpolate, evaluate, export, ...): a lock file
+    in ``<temporary directory>/gankit-locks/``, named after the absolute path, so the output's own folder gets no
+    extra file. Like the run lock it never blocks after its holder died, and the file is never deleted."""
+
+    def __init__(self, target: str | os.PathLike) -> None:
+        self.folder = Path(target)
+        absolute = os.path.abspath(os.fspath(target)).rstrip("/\\") or "/"
+        folder = Path(tempfile.gettempdir()) / "gankit-locks"
+        folder.mkdir(mode=0o1777, exist_ok=True)
+        self.path = folder / (hashlib.sha256(absolute.encode()).hexdigest()[:32] + ".lock")
+        self._fd = None
+
+    def _locked_message(self, holder: str) -> str:
+        return (f"{self.folder} is being written by another gankit command ({holder}); wait for it to finish, or "
+                "choose another --out")
+
+
 def _read_pid(fd: int) -> str:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
@@ -105,4 +130,4 @@ def _read_pid(fd: int) -> str:
     return f"pid {text}" if text.isdigit() else "pid unknown"
 
 
-__all__ = ["RunLock", "RunLocked"]
+__all__ = ["OutputLock", "RunLock", "RunLocked"]
