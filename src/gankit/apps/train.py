@@ -18,6 +18,7 @@ from typing import Any
 from gankit import interrupts
 from gankit.config import resolve_config
 from gankit.data import open_training_data
+from gankit.io import check_writable
 from gankit.device import select_device
 from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
 from gankit.training.lock import RunLock
@@ -50,9 +51,10 @@ def start(
     released when ``held`` closes (without ``held``: when the lock object is garbage-collected).
     """
     cfg = resolve_config(preset, config_file, overrides, sets)
+    folder = Path(out) if out else default_out(cfg.preset)
+    check_writable(folder)  # before any work
     # the data is opened (and checked) before the run folder is made: a bad --data leaves the disk as it was
     source = open_training_data(cfg.data, cfg.model, progress=progress if distributed.current().is_main else False)
-    folder = Path(out) if out else default_out(cfg.preset)
     setup: contextlib.AbstractContextManager = contextlib.nullcontext()
     if distributed.current().is_main:
         lock = RunLock(folder)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gankit import log
 from gankit.errors import DamagedFile, UserError
 from gankit.io import read_safetensors, save_safetensors
 
@@ -23,11 +25,26 @@ CACHE_ENV = "GANKIT_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """gankit's cache folder (created on demand by writers)."""
+    """gankit's cache folder (created on demand by writers). One this process cannot write to (a read-only
+    ``GANKIT_CACHE_DIR``) is replaced by a folder in the temporary directory, with a one-line warning: a cache
+    only saves time, so it never stops a command."""
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gankit"
+        chosen = Path(os.environ[CACHE_ENV]).expanduser()
+    else:
+        chosen = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gankit"
+    existing = chosen
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return chosen
+    fallback = Path(tempfile.gettempdir()) / f"gankit-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    if chosen not in _WARNED:
+        _WARNED.add(chosen)
+        log.warn(f"cache folder {chosen} cannot be written; using {fallback} instead (set {CACHE_ENV} to choose)")
+    return fallback
+
+
+_WARNED: set[Path] = set()
 
 
 def key_digest(key: dict[str, Any]) -> str:
