@@ -170,13 +170,15 @@ def _add_sample(sub) -> None:
 
 def _sample(args: argparse.Namespace) -> int:
     from gankit.api import load_generator
-    from gankit.apps.sample import SampleSpec, write_samples
+    from gankit.apps.sample import SampleSpec, run_class_names, write_samples
 
     if args.num < 1:
         raise ParameterError("num", f"must be >= 1, got {args.num}")
     generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
     spec = SampleSpec(args.num, args.class_id, args.balanced, args.seed, args.truncation, args.batch_size)
-    written = write_samples(generator, args.out, spec, overwrite=args.overwrite, progress=_progress(args))
+    names = run_class_names(args.checkpoint) if args.balanced else None
+    written = write_samples(generator, args.out, spec, overwrite=args.overwrite, progress=_progress(args),
+                            class_names=names)
     if len(written) == 1 and written[0].is_dir():
         print(f"gankit: wrote {args.num} PNGs into {written[0]}")
     else:
@@ -282,12 +284,14 @@ def _add_attention(sub) -> None:
 def _attention(args: argparse.Namespace) -> int:
     from gankit.api import load_generator
     from gankit.apps.attention import attention_figure
-    from gankit.errors import refuse_overwrite
+    from gankit.apps.outputs import claim_outputs
 
-    refuse_overwrite([args.out], args.overwrite)
-    generator = load_generator(args.checkpoint)
-    heatmaps = attention_figure(generator, args.out, layer=args.layer, queries=args.queries, class_id=args.class_id,
-                                seed=args.seed)
+    if not args.out.lower().endswith(".png"):
+        raise ParameterError("out", f"{args.out}: the figure is a PNG; give a name ending in .png")
+    with claim_outputs([args.out], overwrite=args.overwrite):
+        generator = load_generator(args.checkpoint)
+        heatmaps = attention_figure(generator, args.out, layer=args.layer, queries=args.queries,
+                                    class_id=args.class_id, seed=args.seed)
     print(f"gankit: wrote {args.out} ({len(heatmaps)} attention layer(s): {', '.join(heatmaps)})")
     return 0
 

@@ -18,8 +18,8 @@ from typing import Any
 from gankit import interrupts
 from gankit.config import resolve_config
 from gankit.data import open_training_data
-from gankit.io import check_writable
 from gankit.device import select_device
+from gankit.io import check_writable
 from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
 from gankit.training.lock import RunLock
 from gankit.training.resume import resume_run
@@ -101,12 +101,13 @@ def train(
         with contextlib.ExitStack() as held:
             if resume:
                 trainer = resume_run(resume, sets=new_run.get("sets"), flags=flags, progress=progress, held=held)
-                say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}")
+                say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}",
+                    file=sys.stderr)
             else:
                 trainer = start(progress=progress, held=held, **new_run)
                 cfg = trainer.cfg
                 say(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for "
-                    f"{cfg.training.steps} steps into {trainer.run_dir}")
+                    f"{cfg.training.steps} steps into {trainer.run_dir}", file=sys.stderr)
             return fit(trainer, say)
     finally:
         distributed.cleanup()  # destroy_process_group on every exit path

@@ -72,11 +72,12 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.progress = progress if self.dist.is_main else False
         seed_everything(t.seed)  # same seed on every rank: identical initial weights (rank 0's are broadcast too)
+        self.class_names: list[str] | None = None  # the data's class names, for the sample grids' rows
         self.batches = batches if batches is not None else self._open_data(source)
         self.gan = GANStep(self.cfg, self.batches, self.device, self.dist)
         self.bad_streak = 0  # consecutive steps skipped by the NaN guard
         self.rollbacks = 0
-        self.writer = RunWriter(self.run, self.cfg, self.gan.G, self.device)
+        self.writer = RunWriter(self.run, self.cfg, self.gan.G, self.device, self.class_names)
         self._evaluation: TrainingEvaluation | None = None  # built when training starts (training.eval_every)
         if state is not None:
             self.load_state_dict(state)
@@ -91,6 +92,8 @@ class Trainer:
             data = dataclasses.replace(self.cfg.data, dataset=source.kind, path=str(Path(source.path).resolve()))
             self.cfg = dataclasses.replace(self.cfg, data=data)
         conditional = bool(self.cfg.model.num_classes)
+        if conditional and source.classes is not None:
+            self.class_names = list(source.classes)
         if conditional and source.classes is not None and self.dist.is_main:
             classes = {"num_classes": source.num_classes, "classes": source.classes, "dataset": source.kind,
                        "path": source.path}
@@ -143,7 +146,7 @@ class Trainer:
         logger = self._open_log() if main else None
         if self.step == 0 and main:
             atomic_write(self.run.config, self.cfg.to_yaml())
-        bar = log.progress(t.steps, initial=self.step, enabled=self.progress)
+        bar = log.progress(t.steps, desc="training", unit="step", initial=self.step, enabled=self.progress)
         window = LogWindow(self.gan.images_seen)
         try:
             while self.step < t.steps:
@@ -241,9 +244,20 @@ class Trainer:
         return self.writer.save_checkpoint(self.state_dict(), self.step, self.gan.ema.model)
 
     def _save(self) -> None:
-        """A checkpoint (with the export) and the loss plot, as the loop writes them."""
-        self.save_checkpoint()
-        self.writer.plot_losses()
+        """A checkpoint (with the export) and the loss plot, as the loop writes them. A failed write stops the run
+        with one line that says what the run folder holds: the last checkpoint to resume from, or none yet."""
+        try:
+            self.save_checkpoint()
+            self.writer.plot_losses()
+        except UserError as exc:
+            last = self.run.last_checkpoint
+            if not last.is_file():
+                raise UserError(f"{exc}; the run stopped at step {self.step} before its first checkpoint, so there "
+                                f"is nothing to resume: fix that and start it again (--out {self.run.root} "
+                                "--overwrite)") from None
+            step = load_checkpoint(last)["step"]
+            raise UserError(f"{exc}; the run stopped at step {self.step}: fix that and continue from its last "
+                            f"checkpoint (step {step}) with gankit train --resume {self.run.root}") from None
 
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted"]
