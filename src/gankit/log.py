@@ -38,7 +38,8 @@ PLAIN_EVERY_S = 30.0
 class PlainProgress:
     """A progress report for a stderr that is no terminal: the part of tqdm's interface gankit uses (``update``,
     ``set_postfix``, ``n``, ``refresh``, ``close``, a context manager), writing ``gankit: DESC N/TOTAL (P%),
-    R UNIT/s, postfix`` every ``every`` seconds and once when closed."""
+    R UNIT/s, postfix`` every ``every`` seconds and once when the work is complete (an interrupted or failed one
+    ends with the command's own one line instead)."""
 
     def __init__(self, total: int | None, desc: str | None, unit: str, initial: int, every: float) -> None:
         self.total, self.desc, self.unit, self.every = total, desc or "progress", unit, every
@@ -68,7 +69,7 @@ class PlainProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.n > self.start:
+            if self.n > self.start and (self.total is None or self.n >= self.total):
                 self._line()
 
     def __enter__(self) -> PlainProgress:
