@@ -112,10 +112,21 @@ class OutputLock(RunLock):
     def __init__(self, target: str | os.PathLike) -> None:
         self.folder = Path(target)
         absolute = os.path.abspath(os.fspath(target)).rstrip("/\\") or "/"
-        folder = Path(tempfile.gettempdir()) / "gankit-locks"
-        folder.mkdir(mode=0o1777, exist_ok=True)
-        self.path = folder / (hashlib.sha256(absolute.encode()).hexdigest()[:32] + ".lock")
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        self.locks = Path(tempfile.gettempdir()) / f"gankit-locks-{user}"
+        self.path = self.locks / (hashlib.sha256(absolute.encode()).hexdigest()[:32] + ".lock")
         self._fd = None
+
+    def acquire(self) -> OutputLock:
+        """Take the lock, or raise :class:`RunLocked`; where no lock file can be made (a temporary folder that
+        cannot be written), go on without one, with a warning."""
+        try:
+            self.locks.mkdir(mode=0o700, exist_ok=True)
+            return super().acquire()  # type: ignore[return-value]
+        except PermissionError as exc:
+            log.warn(f"cannot lock {self.folder} ({self.locks}: {exc.strerror}); nothing stops a second gankit "
+                     "command from writing it")
+            return self
 
     def _locked_message(self, holder: str) -> str:
         return (f"{self.folder} is being written by another gankit command ({holder}); wait for it to finish, or "
