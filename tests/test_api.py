@@ -191,6 +191,37 @@ def test_the_readers_refuse_what_their_source_does_not_hold(trained_run, tmp_pat
     assert all(torch.equal(v, ckpt["G_ema"][k]) for k, v in ema.state_dict().items())
 
 
+def test_a_checkpoint_without_the_generator_asked_for_is_one_line(trained_run, tmp_path, capsys):
+    ckpt = load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    no_ema, no_g, neither = tmp_path / "no_ema.pt", tmp_path / "no_g.pt", tmp_path / "neither.pt"
+    save_checkpoint({"config": ckpt["config"], "G": ckpt["G"]}, no_ema)
+    save_checkpoint({"config": ckpt["config"], "G_ema": ckpt["G_ema"]}, no_g)
+    save_checkpoint({"config": ckpt["config"], "G_ema": "not a state dict"}, neither)
+    with pytest.raises(UserError) as info:
+        gankit.load_generator(no_ema)
+    assert str(info.value) == (f"{no_ema} holds no G_ema weights (damaged, or not written by gankit train); give a "
+                               "checkpoint written by gankit train")
+    assert gankit.load_generator(no_ema, ema=False).z_dim == 16  # the raw generator is there
+    with pytest.raises(UserError, match=r"no_g.pt holds no G weights .*; drop --no-ema to load its G_ema$"):
+        gankit.load_generator(no_g, ema=False)
+    with pytest.raises(UserError, match="neither.pt holds no G_ema weights"):
+        read_checkpoint(neither, LoadRequest())
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(no_g), "--no-ema", "--out", str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err.startswith(f"gankit: error: {no_g} holds no G weights")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_mistyped_path_under_a_local_folder_says_why_it_is_no_repo_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(UserError) as info:
+        find_format("runs/dmeo")
+    assert str(info.value) == ("runs/dmeo does not exist (runs/ is a local folder, so it is not read as a Hub repo "
+                               f"id); give {SOURCES}")
+    assert not FORMATS[-1].matches(Path("runs/dmeo")) and FORMATS[-1].matches(Path("user/name"))
+
+
 def test_architecture_mismatch_names_the_first_differing_tensor(trained_run, tmp_path):
     state = load_checkpoint(trained_run / "checkpoints/last.pt")
     state["config"]["model"]["g_conv_dim"] = 16

@@ -7,15 +7,21 @@ the ``world`` fixture. New options (augmentation, the Hub) add rows here and to 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gankit.cli import main
+from gankit.data.prepare import prepare_cache
+from gankit.io import EXPORT_FORMAT, load_checkpoint, save_checkpoint, save_safetensors
 from gankit.training.lock import RunLock
-from tests.data_writers import noise, save_image, snapshot
+from tests.data_writers import noise, save_image, snapshot, write_mnist
 from tests.tiny import TINY_SETS
 
 TRAIN_NEW = "train --preset sagan-digits --steps 2 --device cpu --no-progress"
@@ -81,7 +87,32 @@ CASES = [
     ("presets-extra", "presets extra", "unrecognized arguments"),
     ("explore-missing", "explore {missing}", "does not exist"),
     ("explore-port", "explore {run} --port 0", "must be >= 1"),
+    # malformed files, devices gankit cannot run on, a mistyped path that reads like a Hub repo id
+    ("sample-export-config-json", "sample --checkpoint {bad_json_export} --out {new_png}",
+     "its config metadata is not valid JSON"),
+    ("sample-checkpoint-no-config", "sample --checkpoint {no_config_pt} --out {new_png}", "holds no model config"),
+    ("sample-checkpoint-no-g-ema", "sample --checkpoint {no_ema_pt} --out {new_png}", "holds no G_ema weights"),
+    ("sample-checkpoint-no-g", "sample --checkpoint {no_g_pt} --no-ema --out {new_png}",
+     "holds no G weights (damaged, or not written by gankit train); drop --no-ema to load its G_ema"),
+    ("train-config-binary", "train --config {binary_yaml} --out {new}", "not UTF-8 text"),
+    ("train-config-utf16-no-bom", "train --config {utf16_yaml} --out {new}", "not a text file (it holds NUL bytes"),
+    ("train-config-folder", "train --config {images} --out {new}", "is a folder; give the YAML file inside it"),
+    ("sample-device-xla", "sample --checkpoint {run} --device xla --out {new_png}",
+     "--device 'xla' is not a device gankit runs on; use auto, cpu, cuda, cuda:N or mps"),
+    ("evaluate-device-meta", "evaluate --checkpoint {run} --data digits --device meta --out {new}.json",
+     "--device 'meta' is not a device gankit runs on"),
+    ("sample-mistyped-run", "sample --checkpoint run/dmeo --out {new_png}",
+     "run/dmeo does not exist (run/ is a local folder, so it is not read as a Hub repo id); give a run folder"),
+    ("prepare-split", "prepare --data {mnist} --split test --out {new}.gkc --size 16",
+     "--split test: {mnist} holds no test split of mnist; give --split train"),
+    ("train-max-channels", f"{TRAIN_NEW} --out {{new}} --set model.max_channels=-5",
+     "model.max_channels must be an integer >= 1, got -5"),
+    ("train-cache-size", f"{TRAIN_NEW} --out {{new}} --data {{cache7}}",
+     "holds 7x7 images but the model is 16x16; run gankit prepare --size 16 again"),
 ]
+# the cases a test also runs as a user does: python -m gankit in a fresh process
+AS_A_USER = ["sample-export-config-json", "sample-checkpoint-no-g-ema", "train-config-binary", "train-config-folder",
+             "sample-device-xla", "sample-mistyped-run"]
 
 
 def exit_status(argv: list[str]) -> int:
@@ -114,9 +145,21 @@ def world(tmp_path_factory):
     assert main(["export", str(run), "--out", str(root / "g.safetensors")]) == 0
     (root / "taken.png").write_bytes(b"the user's file")
     np.savez(root / "bad.npz", pictures=np.zeros((2, 1, 16, 16), np.float32))
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    parts = {"no_config": ("G", "G_ema"), "no_ema": ("config", "G"), "no_g": ("config", "G_ema")}
+    for name, keep in parts.items():
+        save_checkpoint({k: ckpt[k] for k in keep}, root / f"{name}.pt")
+    save_safetensors(root / "bad_json.safetensors", {"w": torch.zeros(1)}, {"format": EXPORT_FORMAT, "config": "{oops"})
+    (root / "binary.yaml").write_bytes(bytes(range(256)))
+    (root / "utf16.yaml").write_bytes("training:\n  steps: 3\n".encode("utf-16-le"))  # no byte-order mark
+    write_mnist(root / "mnist", np.zeros((4, 28, 28), np.uint8), np.arange(4))  # the train split only
+    prepare_cache(images, root / "c7.gkc", size=7, workers=0, progress=False)
     names = {"run": run, "locked": locked, "images": images, "links": links, "export": root / "g.safetensors",
              "image": images / "0.png", "taken_png": root / "taken.png", "bad_npz": root / "bad.npz",
-             "missing": root / "missing", "new": root / "new", "new_png": root / "new.png"}
+             "missing": root / "missing", "new": root / "new", "new_png": root / "new.png",
+             "bad_json_export": root / "bad_json.safetensors", "no_config_pt": root / "no_config.pt",
+             "no_ema_pt": root / "no_ema.pt", "no_g_pt": root / "no_g.pt", "binary_yaml": root / "binary.yaml",
+             "utf16_yaml": root / "utf16.yaml", "mnist": root / "mnist", "cache7": root / "c7.gkc"}
     yield root, {k: str(v) for k, v in names.items()}
     lock.release()
 
@@ -132,9 +175,23 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(world, argv, message, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith("gankit"), err[0]
-    assert message in err[0], err[0]
+    assert message.format(**names) in err[0], err[0]
     assert snapshot(root) == before
     assert not Path(names["new"]).exists()
+
+
+@pytest.mark.parametrize("case", AS_A_USER)
+def test_as_a_user_runs_it_one_line_exit_2_and_no_change(world, case):
+    root, names = world
+    argv, message = next(c[1:] for c in CASES if c[0] == case)
+    before = snapshot(root)
+    env = {**os.environ, "GANKIT_CACHE_DIR": str(root / "cache"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "gankit", *argv.format(**names).split()], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(err) == 1 and err[0].startswith("gankit: error: ") and message.format(**names) in err[0], err
+    assert snapshot(root) == before
 
 
 def test_the_sweep_covers_every_command_and_thirty_cases():

@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from gankit.apps.presets import first_sentence, preset_table
 from gankit.checks import build_section, check_field_types, check_number
 from gankit.cli import build_parser, main
 from gankit.config import (
@@ -119,6 +120,31 @@ def test_presets_command_lists_every_preset_with_its_description(capsys):
         assert preset in lines and len(lines[preset]) > len(preset) + 10
 
 
+def test_presets_show_whole_first_sentences_never_a_cut_word(capsys):
+    descriptions = preset_descriptions()
+    assert main(["presets"]) == 0  # not a terminal: one line per preset
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()}
+    for name, text in descriptions.items():
+        flat = " ".join(text.split())
+        assert flat.startswith(rows[name]) and flat[len(rows[name])] in ".!?", (name, rows[name])
+    # "i.e." does not end a sentence
+    assert rows["sagan-folder64-small"].endswith("i.e. when samples first improve and then degrade or repeat "
+                                                 "training images; for 30k+ images use sagan-celeba64")
+    assert first_sentence("Use it e.g. When small. Then more.") == "Use it e.g. When small"
+    assert first_sentence("One line 2.5 wide. Two.") == "One line 2.5 wide"
+    wrapped = preset_table(width=72).splitlines()
+    assert max(len(line) for line in wrapped) <= 72 and len(wrapped) > len(descriptions)
+    width = max(map(len, descriptions)) + 2
+    joined: dict[str, str] = {}
+    for line in wrapped:
+        if line[:width].strip():
+            name = line[:width].strip()
+            joined[name] = line[width:]
+        else:
+            joined[name] += " " + line[width:]  # a continuation, under the description column
+    assert joined == rows
+
+
 def test_print_config_and_presets(capsys):
     assert main(["train", "--preset", "sagan-digits", "--steps", "7", "--print-config"]) == 0
     out = capsys.readouterr().out
@@ -154,6 +180,56 @@ def test_yaml_files_missing_not_a_mapping_empty_or_invalid_are_one_line_errors(t
     (tmp_path / "bad.yaml").write_text("training:\n  steps: 3\n  g_lr: [1,\n")
     with pytest.raises(UserError, match="bad.yaml: invalid YAML at line 4, column 1: .*; fix the file and retry"):
         load_yaml_file(tmp_path / "bad.yaml")
+
+
+def test_yaml_in_utf16_with_a_byte_order_mark_or_utf8_with_one_is_read(tmp_path):
+    text = "training:\n  steps: 3\n  description: café\n"
+    for name, data in [("utf16.yaml", text.encode("utf-16")), ("utf16be.yaml", b"\xfe\xff" + text.encode("utf-16-be")),
+                       ("bom8.yaml", b"\xef\xbb\xbf" + text.encode())]:
+        (tmp_path / name).write_bytes(data)
+        assert load_yaml_file(tmp_path / name) == {"training": {"steps": 3, "description": "café"}}, name
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"training:\n  steps: 3\n  x: \xe9\n", r"bad.yaml: not UTF-8 text \(an undecodable byte at offset 26\); give "
+      "--config a YAML file saved as UTF-8"),
+     ("training:\n  steps: 3\n".encode("utf-16-le"), r"bad.yaml: not a text file \(it holds NUL bytes: binary, or "
+      r"UTF-16 without a byte-order mark\); give --config a YAML file saved as UTF-8"),
+     (bytes(range(256)) * 4, "bad.yaml: not UTF-8 text"),
+     (b"\xff\xfe" + b"x", "bad.yaml: not UTF-16 text")],  # a UTF-16 mark on a truncated file
+    ids=["latin-1", "utf-16-no-bom", "binary", "truncated-utf-16"],
+)  # fmt: skip
+def test_yaml_that_is_not_text_is_one_line(content, message, tmp_path):
+    (tmp_path / "bad.yaml").write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        load_yaml_file(tmp_path / "bad.yaml")
+
+
+def test_a_config_that_is_a_folder_is_not_reported_missing(tmp_path):
+    (tmp_path / "configs").mkdir()
+    with pytest.raises(UserError) as info:
+        load_yaml_file(tmp_path / "configs")
+    assert str(info.value) == f"config file {str(tmp_path / 'configs')!r} is a folder; give the YAML file inside it " \
+                              "to --config"
+
+
+@pytest.mark.parametrize("kind", ["utf16-no-bom", "binary", "folder"])
+def test_train_with_an_unreadable_config_as_a_user_runs_it(kind, tmp_path):
+    target = tmp_path / "cfg.yaml"
+    if kind == "folder":
+        target.mkdir()
+        (target / "keep.txt").write_text("mine")
+    else:
+        target.write_bytes("training:\n  steps: 3\n".encode("utf-16-le") if kind == "utf16-no-bom" else
+                           bytes(range(256)))
+    before = snapshot(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "gankit", "train", "--config", "cfg.yaml", "--out", "r"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(err) == 1 and err[0].startswith("gankit: error: "), result.stderr
+    assert {"utf16-no-bom": "NUL bytes", "binary": "not UTF-8 text", "folder": "is a folder"}[kind] in err[0]
+    assert snapshot(tmp_path) == before
 
 
 def test_invalid_yaml_names_the_line(tmp_path, capsys):

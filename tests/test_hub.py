@@ -33,7 +33,8 @@ from gankit.hub import (
     push_to_hub,
     write_pretrained,
 )
-from gankit.io import load_checkpoint, read_safetensors, save_safetensors, write_json
+from gankit.hub.remote import is_hub_source
+from gankit.io import load_checkpoint, read_safetensors, save_checkpoint, save_safetensors, write_json
 from gankit.models import FAMILIES, build_discriminator, build_generator
 from gankit.models.sagan import SAGANGenerator
 from gankit.nn import fold_spectral_norm
@@ -322,6 +323,22 @@ def test_save_pretrained_refuses_what_is_not_a_run(tmp_path):
         gankit.save_pretrained(tmp_path / "nothing", tmp_path / "out")
 
 
+@pytest.mark.parametrize(
+    ("drop", "kwargs", "message"),
+    [("config", {}, "holds no model config; give a checkpoint written by gankit train"),
+     ("G_ema", {}, "holds no G_ema weights (damaged, or not written by gankit train); give a checkpoint written"),
+     ("D", {"include_discriminator": True}, "holds no D weights (damaged, or not written by gankit train)")],
+)  # fmt: skip
+def test_save_pretrained_of_a_checkpoint_missing_a_part_is_one_line(run, tmp_path, drop, kwargs, message):
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    path = tmp_path / "part.pt"
+    save_checkpoint({k: v for k, v in ckpt.items() if k != drop}, path)
+    with pytest.raises(UserError) as info:
+        gankit.save_pretrained(path, tmp_path / "out", **kwargs)
+    assert str(info.value) == f"{path} {message}" or str(info.value).startswith(f"{path} {message}")
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------------------- the cache
 
 
@@ -429,6 +446,42 @@ def test_local_paths_come_first_and_a_missing_path_keeps_its_error(tmp_path, mon
     assert is_repo_id("user/name") and is_repo_id("org-1/model_v2.1")
     for text in ("name", "a/b/c", "user/x.safetensors", "./user", "user/--x", "user/a..b", "-u/x", "user/x.git"):
         assert not is_repo_id(text), text
+
+
+class Downloaded(Exception):
+    """Raised by the stand-in for hf_hub_download: the Hub would have been asked."""
+
+
+def test_a_mistyped_local_path_is_never_sent_to_the_hub(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def download(repo_id, *args, **kwargs):
+        raise Downloaded(repo_id)
+
+    monkeypatch.setattr(hf, "hf_hub_download", download)
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "model.pt").write_bytes(b"not a repo")
+    cases = [("runs/dmeo", "runs/ is a local folder"), ("model.pt/x", "model.pt is a local file"),
+             ("./user/name", "it starts with ./")]  # fmt: skip
+    for source, reason in cases:
+        assert not is_hub_source(source)
+        why = f"{source} does not exist ({reason}, so it is not read as a Hub repo id); give a run folder, a .pt"
+        for revision in (None, "main"):
+            with pytest.raises(UserError) as info:
+                gankit.load_generator(source, revision=revision)
+            assert str(info.value).startswith(why), str(info.value)
+        with pytest.raises(UserError, match=f"{reason}, so it is not read as a Hub repo id"):
+            load_discriminator(source)
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", "runs/dmeo", "--out", "x.png"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("gankit: error: runs/dmeo does not exist (runs/ is a local folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "runs"]
+    # a name whose first component is no local path is still a repo id: the Hub (its cache) is asked
+    assert is_hub_source("user/name")
+    with pytest.raises(Downloaded, match="user/name"):
+        gankit.load_generator("user/name")
 
 
 def test_without_the_extra_local_folders_work_and_repo_ids_name_the_extra(tmp_path, monkeypatch):

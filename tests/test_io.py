@@ -173,6 +173,21 @@ def test_the_generator_export_carries_its_config_and_metadata(tmp_path):
         read_generator_export(tmp_path / "plain.safetensors")
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [("{'family': 'dcgan'}", r"its config metadata is not valid JSON \(Expecting property name"),
+     ("", "its config metadata is not valid JSON"),
+     ("[1, 2]", "its config metadata is a JSON list, not the model config"),
+     ('"dcgan"', "its config metadata is a JSON str, not the model config")],
+)  # fmt: skip
+def test_an_export_whose_config_is_not_a_json_object_is_a_damaged_file(config, message, tmp_path):
+    path = save_safetensors(tmp_path / "g.safetensors", {"w": torch.zeros(1)}, {"format": EXPORT_FORMAT,
+                                                                                "config": config})
+    with pytest.raises(DamagedFile, match=message) as info:
+        read_generator_export(path)
+    assert "\n" not in str(info.value) and str(info.value).endswith("export it again with gankit export")
+
+
 # ------------------------------------------------------------------------------------------ checkpoints
 
 

@@ -19,6 +19,7 @@ from gankit.compat.pgan_zoo import is_pgan_zoo_file, load_pgan_zoo_generator
 from gankit.device import select_device
 from gankit.errors import ParameterError, UserError
 from gankit.hub import PretrainedDir, generator_from_pretrained, is_repo_id, resolve_pretrained
+from gankit.hub.remote import is_hub_source, not_a_repo_id
 from gankit.io import SPECTRAL_NORM_FOLDED, RunDir, load_checkpoint, read_generator_export
 from gankit.models.base import Generator
 from gankit.models.registry import model_config_from_dict
@@ -73,7 +74,13 @@ def read_checkpoint(path: Path, request: LoadRequest) -> Generator:
         model = model_config_from_dict(ckpt["config"]["model"])
     except (KeyError, TypeError):
         raise UserError(f"{path} holds no model config; give a checkpoint written by gankit train") from None
-    return Generator.from_state(model, ckpt["G_ema" if request.ema else "G"], source=path)
+    key = "G_ema" if request.ema else "G"
+    state = ckpt.get(key)
+    if not isinstance(state, dict):
+        has_ema = key == "G" and isinstance(ckpt.get("G_ema"), dict)
+        fix = "drop --no-ema to load its G_ema" if has_ema else "give a checkpoint written by gankit train"
+        raise UserError(f"{path} holds no {key} weights (damaged, or not written by gankit train); {fix}")
+    return Generator.from_state(model, state, source=path)
 
 
 def read_export(path: Path, request: LoadRequest) -> Generator:
@@ -121,7 +128,9 @@ FORMATS: tuple[Format, ...] = (
     Format("safetensors export", lambda p: p.is_file() and p.suffix == ".safetensors", read_export),
     Format("pytorch_GAN_zoo PGAN file", lambda p: p.is_file() and is_pgan_zoo_file(p), read_pgan_zoo),
     Format("checkpoint", Path.is_file, read_checkpoint),
-    Format("Hub repo id", lambda p: not p.exists() and is_repo_id(p.as_posix()), read_hub_repo),
+    # a missing path that reads user/name, unless it is local by its look (./x, /x, ~) or its first component
+    # exists here (runs/dmeo when runs/ is a folder): find_format keeps the leading ./ that Path drops
+    Format("Hub repo id", lambda p: is_hub_source(str(p)), read_hub_repo),
 )
 SOURCES = ("a run folder, a .pt checkpoint, a .safetensors export, a pretrained folder or a Hub repo id "
            "(user/name)")
@@ -129,10 +138,13 @@ SOURCES = ("a run folder, a .pt checkpoint, a .safetensors export, a pretrained 
 
 def find_format(path: str | os.PathLike) -> Format:
     """The row of :data:`FORMATS` that reads ``path``; a one-line :class:`UserError` when none does."""
-    p = Path(path)
+    text, p = os.fspath(path), Path(path)
+    note = "" if p.exists() else not_a_repo_id(text)  # Path("./user/name") reads "user/name": look at the text
     for fmt in FORMATS:
-        if fmt.matches(p):
+        if fmt.matches(p) and not (note and fmt.read is read_hub_repo):
             return fmt
+    if note:
+        raise UserError(f"{text} does not exist{note}; give {SOURCES}")
     raise UserError(f"{p} does not exist; give {SOURCES}")
 
 
@@ -154,16 +166,18 @@ def load_generator(
     ``G(z, y)`` and has ``.z_dim``, ``.num_classes`` and ``.sample(n, labels=None, generator=None)``. Exports
     written with spectral norm folded are loaded into a model whose spectral norm is folded too.
 
-    A local path is looked at first; a repo id (a path that does not exist and reads ``user/name``) is then read
-    from the Hub cache or downloaded (the ``gankit[hub]`` extra), at ``revision`` (branch, tag or commit; default
-    main). ``HF_HUB_OFFLINE=1`` or ``local_files_only`` allow the cache only; ``cache_dir`` replaces the Hub
-    cache folder (default: ``HF_HUB_CACHE``). Weights always load strictly.
+    A local path is looked at first; a repo id (a path that does not exist and reads ``user/name``, unless it
+    starts with ``./``, ``../``, ``/`` or ``~`` or its first component exists here: ``runs/dmeo`` with a ``runs/``
+    folder is a mistyped path, never a Hub request) is then read from the Hub cache or downloaded (the
+    ``gankit[hub]`` extra), at ``revision`` (branch, tag or commit; default main). ``HF_HUB_OFFLINE=1`` or
+    ``local_files_only`` allow the cache only; ``cache_dir`` replaces the Hub cache folder (default:
+    ``HF_HUB_CACHE``). Weights always load strictly.
     """
     dev = select_device(device)
     p = Path(path)
     if revision is not None and not p.exists() and not is_repo_id(p.as_posix()):
         raise ParameterError("revision", f"is for Hub repo ids (user/name); {os.fspath(path)!r} is none")
-    generator = find_format(p).read(p, LoadRequest(ema, revision, local_files_only, cache_dir))
+    generator = find_format(path).read(p, LoadRequest(ema, revision, local_files_only, cache_dir))
     return generator.to(dev).eval().requires_grad_(False)
 
 

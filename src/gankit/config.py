@@ -11,6 +11,7 @@ Resolution order (later wins): preset, ``--config FILE``, flags such as ``--step
 
 from __future__ import annotations
 
+import codecs
 import copy
 import dataclasses
 import re
@@ -284,10 +285,28 @@ def _parse_yaml(text: str, where: str) -> dict[str, Any]:
 
 
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of a YAML config file: UTF-8 (a byte-order mark allowed), or UTF-16 with its byte-order mark
+    (as YAML allows); a folder, a missing, unreadable or binary file is a one-line :class:`UserError`."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"config file {str(p)!r} is a folder; give the YAML file inside it to --config")
     if not p.is_file():
         raise UserError(f"config file {str(p)!r} does not exist; check the path given to --config")
-    return _parse_yaml(p.read_text(), str(p))
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UserError(f"config file {str(p)!r} cannot be read ({why}); check its permissions") from None
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    try:
+        text = raw.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not {'UTF-16' if utf16 else 'UTF-8'} text (an undecodable byte at offset "
+                        f"{exc.start}); give --config a YAML file saved as UTF-8") from None
+    if "\x00" in text:
+        raise UserError(f"{p}: not a text file (it holds NUL bytes: binary, or UTF-16 without a byte-order mark); "
+                        "give --config a YAML file saved as UTF-8")
+    return _parse_yaml(text, str(p))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

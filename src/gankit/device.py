@@ -12,9 +12,17 @@ def _mps_available() -> bool:
     return mps is not None and mps.is_available()
 
 
+# the device types gankit runs on; torch knows more (xla, meta, xpu, ...) that gankit's jobs cannot use
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def select_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` (or None) picks cuda, then mps, then cpu; an explicit device that is not there is a clear error."""
+    """``auto`` (or None) picks cuda, then mps, then cpu; an explicit device that is not there, or of a type gankit
+    does not run on (``xla``, ``meta``, ...), is a clear error."""
     if isinstance(name, torch.device):
+        if name.type not in DEVICE_TYPES:
+            raise ParameterError("device", f"{name.type!r} is not a device gankit runs on; use {DEVICE_NAMES}")
         return name
     if name in (None, "", "auto"):
         if torch.cuda.is_available():
@@ -22,8 +30,10 @@ def select_device(name: str | torch.device | None = "auto") -> torch.device:
         return torch.device("mps") if _mps_available() else torch.device("cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise ParameterError("device", f"{name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    except (RuntimeError, TypeError):
+        raise ParameterError("device", f"{name!r} is not a device name; use {DEVICE_NAMES}") from None
+    if device.type not in DEVICE_TYPES or (device.type == "cpu" and device.index not in (None, 0)):
+        raise ParameterError("device", f"{name!r} is not a device gankit runs on; use {DEVICE_NAMES}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device", f"{name} asked for a GPU but CUDA is not available here; use cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -12,7 +12,9 @@ import io
 import json
 import math
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -431,6 +433,47 @@ def test_serve_loads_a_file_prints_the_url_and_warns_off_loopback(sagan, tmp_pat
     monkeypatch.setattr(uvicorn.Server, "run", interrupted)
     assert serve(str(path), port=0, device="cpu") == 0
     assert capsys.readouterr().out.endswith("gankit explore: stopped\n")
+
+
+def test_sigterm_stops_the_server_as_ctrl_c_does_and_exits_143(sagan, tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    from gankit import interrupts
+
+    path = sagan.save_export(tmp_path / "g.safetensors")
+
+    def terminated(self, sockets=None):
+        raise interrupts.Terminated  # what uvicorn re-raises after its graceful stop on SIGTERM, in gankit's handler
+
+    monkeypatch.setattr(uvicorn.Server, "run", terminated)
+    assert serve(str(path), port=0, device="cpu") == 143
+    assert capsys.readouterr().out.endswith("gankit explore: stopped\n")
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 0)])
+def test_a_user_stopping_the_explorer_sees_it_stop(sagan, tmp_path, signum, status):
+    sagan.save_export(tmp_path / "g.safetensors")
+    with socket.socket() as probe:  # a port free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "explore", "g.safetensors", "--port", str(port),
+                             "--device", "cpu"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert "open http://127.0.0.1:" in lines[1], lines
+        for _ in range(100):  # serving: the port answers
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == status, err
+    assert out == "gankit explore: stopped\n" and err == ""
 
 
 def test_loaded_file_renders_as_the_module(sagan, tmp_path):

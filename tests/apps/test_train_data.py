@@ -6,9 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from gankit.api import load_generator
+from gankit.apps.sample import run_class_names
 from gankit.cli import main
+from gankit.images import save_grid
 from gankit.io import load_checkpoint
+from gankit.training.checkpoints import SampleGrid
 from tests.data_writers import mixed_folder, noise, save_image, snapshot, write_cifar_batch, write_mnist
 from tests.tiny import CELEBA64_AT_16_SETS, SNGAN_WIDTH_SETS, TINY_SETS, WIDTH_SETS
 
@@ -64,6 +69,42 @@ def test_class_folders_train_a_conditional_model_and_write_classes_json(tmp_path
     assert train("--preset", "sagan-celeba64", "--data", str(data), "--labels", "subdirs", "--steps", "1",
                  "--out", str(tmp_path / "r3"), *CELEBA64_AT_16_SETS) == 2  # fmt: skip
     assert "found 3 classes but the model is unconditional; add --set model.num_classes=3" in one_line_error(capsys)
+
+
+def test_grids_of_a_class_folder_run_show_the_class_names(tmp_path, capsys):
+    data = tmp_path / "pets"
+    for k, name in enumerate(["zebra", "ant", "moose"]):
+        for i in range(2):
+            save_image(data / name / f"{i}.png", noise(20, 18, seed=10 * k + i))
+    run = tmp_path / "run"
+    sets = ["--set", "model.num_classes=3", "--set", "model.channels=3", "--set", "training.tensorboard=false"]
+    assert train("--preset", "sagan-digits", "--data", str(data), "--steps", "1", "--out", str(run),
+                 "--labels", "subdirs", *TINY_SETS, *sets) == 0  # fmt: skip
+    names = ["ant", "moose", "zebra"]
+
+    def pixels(png) -> np.ndarray:  # below the band of the title
+        return np.asarray(Image.open(png).convert("RGB"))[24:]
+
+    def drawn(rows: list[str] | None) -> np.ndarray:  # a one-column grid of three rows, labelled ``rows``
+        path = tmp_path / "expected.png"
+        save_grid(torch.zeros(3, 3, 16, 16), path, 1, row_labels=rows)
+        return pixels(path)
+
+    width = drawn(names).shape[1] - drawn(None).shape[1]  # the margin the labels are drawn in
+    assert width > drawn(["0", "1", "2"]).shape[1] - drawn(None).shape[1]  # the names are wider than the ids
+    expected = drawn(names)[:, :width]
+    np.testing.assert_array_equal(pixels(run / "samples" / "step_0000001.png")[:, :width], expected)
+    # gankit sample --balanced of the run folder, or of a checkpoint inside it, labels its rows the same way
+    for source in (run, run / "checkpoints" / "last.pt"):
+        out = tmp_path / f"{source.name}.png"
+        assert main(["sample", "--checkpoint", str(source), "--balanced", "--num", "6", "--out", str(out),
+                     "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+        np.testing.assert_array_equal(pixels(out)[:, :width], expected)
+    assert run_class_names(run) == names and run_class_names(run / "generator.safetensors") == names
+    assert run_class_names(data) is None and run_class_names(tmp_path / "user-name") is None
+    G = load_generator(run)
+    assert SampleGrid(G, 0, torch.device("cpu"), names).row_labels == names
+    assert SampleGrid(G, 0, torch.device("cpu"), ["a", "b"]).row_labels == ["0", "1", "2"]  # not one per class
 
 
 def test_sngan_mnist_preset_reads_idx_files(tmp_path):

@@ -10,12 +10,15 @@ import pytest
 import torch
 
 from gankit.cli import main
+from gankit.config import DataConfig
 from gankit.data import open_cache, open_dataset, prepare_cache, read_header
 from gankit.data.cache import is_cache_file
 from gankit.data.decode import decode_file
+from gankit.data.loader import open_training_data
 from gankit.errors import UserError
 from gankit.io import is_temporary_name
 from tests.data_writers import mixed_folder, noise, save_image, snapshot, write_mnist
+from tests.tiny import sagan_config
 
 CPU = torch.device("cpu")
 
@@ -114,6 +117,40 @@ def test_mnist_to_cache_keeps_labels(tmp_path):
     images, labels, _ = open_cache(tmp_path / "m.gkc")
     np.testing.assert_array_equal(images[:, 0], x)
     assert labels.tolist() == y.tolist()
+
+
+def test_prepare_names_its_own_split_flag_and_the_splits_there(tmp_path):
+    rng = np.random.default_rng(0)
+    write_mnist(tmp_path / "mnist", rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), np.arange(4))
+    before = snapshot(tmp_path)
+    for split in ("test", "all"):
+        with pytest.raises(UserError) as info:
+            prepare_cache(tmp_path / "mnist", tmp_path / "m.gkc", size=16, split=split, progress=False)
+        where = tmp_path / "mnist"
+        assert str(info.value) == f"--split {split}: {where} holds no {split} split of mnist; give --split train"
+        assert "data.split" not in str(info.value)
+    with pytest.raises(UserError, match="--split 'val' is not one of train, test, all"):
+        prepare_cache(tmp_path / "mnist", tmp_path / "m.gkc", size=16, split="val", progress=False)
+    assert snapshot(tmp_path) == before
+    write_mnist(tmp_path / "mnist", rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.arange(2), prefix="t10k")
+    assert prepare_cache(tmp_path / "mnist", tmp_path / "m.gkc", size=16, split="all", progress=False)["count"] == 6
+
+
+def test_a_cache_of_another_size_suggests_only_a_size_the_model_can_have(tmp_path):
+    data = photo_folder(tmp_path / "photos", 2)
+    for size in (7, 32):
+        prepare_cache(data, tmp_path / f"c{size}.gkc", size=size, workers=0, progress=False)
+    model = sagan_config(num_classes=0, channels=3)  # 16x16, attention at 8x8
+    fix = "run gankit prepare --size 16 again"
+    with pytest.raises(UserError) as info:
+        open_training_data(DataConfig(dataset="cache", path=str(tmp_path / "c7.gkc")), model)
+    assert str(info.value).endswith(f"but the model is 16x16; {fix}")  # 7 is no SAGAN size: never suggested
+    with pytest.raises(UserError) as info:
+        open_training_data(DataConfig(dataset="cache", path=str(tmp_path / "c32.gkc")), model)
+    assert str(info.value).endswith(f"{fix}, or set --set model.image_size=32")
+    with pytest.raises(UserError) as info:  # no model to check against (evaluation): only preparing again
+        open_dataset("cache", str(tmp_path / "c32.gkc"), image_size=16, channels=3)
+    assert str(info.value).endswith(fix)
 
 
 # ------------------------------------------------------------------------------ bounded memory, killed runs

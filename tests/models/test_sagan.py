@@ -89,6 +89,24 @@ def test_non_power_of_two_and_impossible_attention_are_clear_errors():
         SAGANConfig.from_dict({"zdim": 3})
 
 
+@pytest.mark.parametrize("value", [-5, 0])
+def test_max_channels_is_checked_itself_not_blamed_on_conv_dim(value):
+    with pytest.raises(UserError) as info:
+        SAGANConfig.from_dict({"image_size": 16, "g_attention_resolutions": [8], "max_channels": value})
+    assert str(info.value).startswith(f"model.max_channels must be an integer >= 1, got {value!r}")
+    assert "conv_dim" not in str(info.value)
+
+
+def test_a_cap_below_attention_width_names_max_channels():
+    with pytest.raises(UserError, match=r"attention at 8x8 in G needs >= 8 channels; raise max_channels$"):
+        SAGANConfig.from_dict({"image_size": 16, "g_attention_resolutions": [8], "max_channels": 4})
+    with pytest.raises(UserError, match=r"attention at 8x8 in G needs >= 8 channels; raise g_conv_dim$"):
+        SAGANConfig.from_dict({"image_size": 16, "g_attention_resolutions": [8], "g_conv_dim": 2})
+    capped = SAGANConfig.from_dict({"image_size": 32, "g_conv_dim": 64, "max_channels": 32,
+                                    "g_attention_resolutions": [16], "d_attention_resolutions": [8]})
+    assert capped.max_channels == 32 and SAGANGenerator(capped).blocks[0].conv.out_channels == 32
+
+
 def test_projection_discriminator_formula():
     torch.manual_seed(0)
     D = SAGANDiscriminator(sagan_config()).eval()

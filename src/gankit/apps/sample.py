@@ -8,6 +8,7 @@ picture, so it is capped at :data:`MAX_GRID_IMAGES`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from gankit import interrupts, log
 from gankit.apps.outputs import check_free_space, claim_outputs, stream_npz, targets_for
 from gankit.errors import ParameterError
 from gankit.images import save_grid, save_images
+from gankit.io import RunDir
 from gankit.models.base import Generator
 
 MAX_GRID_IMAGES = 10_000
@@ -69,12 +71,18 @@ def sample_chunks(generator: Generator, spec: SampleSpec) -> Iterator[tuple[torc
 
 
 def write_samples(
-    generator: Generator, out: str | Path, spec: SampleSpec, *, overwrite: bool = False, progress: bool | None = None
+    generator: Generator,
+    out: str | Path,
+    spec: SampleSpec,
+    *,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    class_names: list[str] | None = None,
 ) -> list[Path]:
     """Write the samples of ``spec`` to ``out`` (``OUT.png`` grid, ``OUT.npz``, a folder ``OUT/`` of PNGs, or a bare
     ``OUT`` for both a grid and an ``.npz``); returns what was written. Nothing is written when a target would
     replace an existing file (unless ``overwrite``), the grid would be too large or the ``.npz`` too big for the
-    disk."""
+    disk. ``class_names`` (one per class, e.g. :func:`run_class_names`) label the rows of a balanced grid."""
     spec.check(generator)
     num = spec.num
     out_str = str(out)
@@ -87,8 +95,29 @@ def write_samples(
         return [out]
     targets = targets_for(out)
     with claim_outputs(targets.values(), overwrite=overwrite):
-        _write_targets(generator, spec, targets, chunks, progress)
+        _write_targets(generator, spec, targets, chunks, progress, class_names)
     return list(targets.values())
+
+
+def run_class_names(source: str | Path) -> list[str] | None:
+    """The class names in ``classes.json`` of the run ``source`` belongs to (the run folder, its
+    ``generator.safetensors`` or a checkpoint in its ``checkpoints/``); None for other sources, a run without
+    labelled data, or a ``classes.json`` that cannot be read (the grid then shows class ids)."""
+    p = Path(source)
+    roots = [p] if p.is_dir() else [p.parent] + ([p.parent.parent] if p.parent.name == RunDir.CHECKPOINTS else [])
+    for root in roots:
+        run = RunDir(root)
+        if not (run.is_run() and run.classes.is_file()):
+            continue
+        try:
+            names = json.loads(run.classes.read_text(encoding="utf-8")).get("classes")
+        except (OSError, ValueError, AttributeError):
+            names = None
+        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            return names
+        log.warn(f"{run.classes} holds no list of class names; the grid rows show class ids")
+        return None
+    return None
 
 
 def _write_folder(out: Path, chunks: Iterator[tuple[torch.Tensor, torch.Tensor]], num: int, progress) -> None:
@@ -111,7 +140,9 @@ def _write_folder(out: Path, chunks: Iterator[tuple[torch.Tensor, torch.Tensor]]
         raise
 
 
-def _write_targets(generator: Generator, spec: SampleSpec, targets: dict[str, Path], chunks, progress) -> None:
+def _write_targets(
+    generator: Generator, spec: SampleSpec, targets: dict[str, Path], chunks, progress, class_names=None
+) -> None:
     num = spec.num
     if "png" in targets and num > MAX_GRID_IMAGES:
         raise ParameterError(
@@ -143,7 +174,9 @@ def _write_targets(generator: Generator, spec: SampleSpec, targets: dict[str, Pa
         k = generator.num_classes
         if spec.balanced and num % k == 0:  # one row per class
             order = torch.argsort(labels, stable=True)
-            save_grid(images[order], targets["png"], num // k, row_labels=[str(c) for c in range(k)])
+            named = class_names is not None and len(class_names) == k  # else the class ids
+            rows = [str(name) for name in class_names] if named else [str(c) for c in range(k)]
+            save_grid(images[order], targets["png"], num // k, row_labels=rows)
         else:
             save_grid(images, targets["png"], int(np.ceil(np.sqrt(num))))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -321,11 +321,14 @@ def open_dataset(
     num_workers: int | None = None,
     conditional: bool = False,
     progress: bool | None = None,
+    size_fits: Callable[[int], bool] | None = None,
 ) -> DataSource:
     """Open ``dataset`` (``auto``: detected from ``path``) for a ``channels x image_size x image_size`` model.
 
     ``labels``: ``subdirs`` (class folders), ``none``, or None to use class folders exactly when the model is
     ``conditional``. Image folders are listed and checked here; their pixels are decoded later, by the batches.
+    ``size_fits(S)``: whether the model could be trained at ``S`` instead; a cache of another size ``S`` then
+    suggests ``--set model.image_size=S`` besides preparing it again.
     """
     # the settings pass the run config's one check, whoever calls (cheap, and a config was checked already)
     DataConfig(dataset, path, split, labels, strict, num_workers).validate()
@@ -352,9 +355,11 @@ def open_dataset(
             raise UserError(f"{p} is not a gankit cache; make one with gankit prepare --data PATH --out FILE")
         images, y, header = open_cache(p)
         if header["size"] != image_size:
+            size = header["size"]
+            other = f", or set --set model.image_size={size}" if size_fits is not None and size_fits(size) else ""
             raise UserError(
-                f"cache {p} holds {header['size']}x{header['size']} images but the model is {image_size}x{image_size}; "
-                f"run gankit prepare --size {image_size} again, or set --set model.image_size={header['size']}"
+                f"cache {p} holds {size}x{size} images but the model is {image_size}x{image_size}; "
+                f"run gankit prepare --size {image_size} again{other}"
             )
         if header["channels"] != channels:
             raise UserError(
@@ -392,6 +397,15 @@ def balanced_subset(labels: np.ndarray | None, total: int, n: int, seed: int) ->
     return np.sort(np.asarray(taken, dtype=np.int64))
 
 
+def _valid_at_size(model: ModelConfig, size: int) -> bool:
+    """Whether ``model`` with ``image_size=size`` and every other field as it is passes its family's checks."""
+    try:
+        dataclasses.replace(model, image_size=size).validate()
+    except (UserError, ValueError, TypeError):
+        return False
+    return True
+
+
 def open_training_data(data: DataConfig, model: ModelConfig, *, progress: bool | None = None) -> DataSource:
     """Open the data of a run config for its model, checking that the classes fit: a conditional model needs
     exactly the data's class count, and class folders need a conditional model. With ``data.max_images`` only a
@@ -408,6 +422,7 @@ def open_training_data(data: DataConfig, model: ModelConfig, *, progress: bool |
         num_workers=data.num_workers,
         conditional=bool(wanted),
         progress=progress,
+        size_fits=lambda size: _valid_at_size(model, size),
     )
     have = source.num_classes
     if wanted and wanted != have:

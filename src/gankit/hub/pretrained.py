@@ -137,17 +137,28 @@ def _open_source(source, *, best: bool, include_discriminator: bool, evaluation)
             "pass gankit.load_generator(PATH)"
         )
     ckpt = load_checkpoint(ckpt_path)
+    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt["config"].get("model"), dict):
+        raise UserError(f"{ckpt_path} holds no model config; give a checkpoint written by gankit train")
     model = model_config_from_dict(ckpt["config"]["model"])
-    generator = Generator.from_state(model, ckpt["G_ema"], source=f"{ckpt_path} [G_ema]")
+    generator = Generator.from_state(model, _weights(ckpt, "G_ema", ckpt_path), source=f"{ckpt_path} [G_ema]")
     discriminator = None
     if include_discriminator:
-        discriminator = Discriminator.from_state(model, ckpt["D"], source=f"{ckpt_path} [D]")
+        discriminator = Discriminator.from_state(model, _weights(ckpt, "D", ckpt_path), source=f"{ckpt_path} [D]")
     step = int(ckpt.get("step", 0))
     if evaluation is not None:
         found = _read_evaluation(evaluation)
     else:
         found = _find_evaluation(run, ckpt_path, step) if run is not None else None
     return _Source(generator.eval(), name, discriminator, ckpt["config"], step, ckpt.get("images_seen"), found)
+
+
+def _weights(ckpt: dict[str, Any], key: str, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict ``ckpt[key]``, or a one-line :class:`UserError` when the checkpoint lacks it."""
+    state = ckpt.get(key)
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds no {key} weights (damaged, or not written by gankit train); give a "
+                        "checkpoint written by gankit train")
+    return state
 
 
 def _read_evaluation(path) -> dict[str, Any] | None:

@@ -54,6 +54,41 @@ def is_repo_id(text: str) -> bool:
     return all(_NAME.fullmatch(part) for part in parts) and not text.lower().endswith(_FILE_SUFFIXES)
 
 
+_LOCAL_PREFIXES = ("./", "../", "/", "~")
+
+
+def local_path_reason(text: str) -> str | None:
+    """Why ``text`` names a local path and is never read as a Hub repo id, even when it reads ``user/name``: it
+    starts with ``./``, ``../``, ``/`` or ``~``, or its first component exists here (``runs/dmeo`` when ``runs/`` is
+    a folder: a mistyped path must not become a Hub request). None when it may be a repo id."""
+    posix = text.replace(os.sep, "/")
+    for prefix in _LOCAL_PREFIXES:
+        if posix.startswith(prefix):
+            return f"it starts with {prefix}"
+    if Path(text).is_absolute():
+        return "it is an absolute path"
+    first = posix.split("/", 1)[0]
+    if first and os.path.lexists(first):
+        return f"{first}/ is a local folder" if os.path.isdir(first) else f"{first} is a local file"
+    return None
+
+
+def not_a_repo_id(text: str) -> str:
+    """``(runs/ is a local folder, so it is not read as a Hub repo id)``, the note a missing path that reads
+    ``user/name`` gets; an empty string for other paths."""
+    posix = Path(text).as_posix()
+    reason = local_path_reason(text)
+    if reason is None or not is_repo_id(posix):
+        return ""
+    return f" ({reason}, so it is not read as a Hub repo id)"
+
+
+def is_hub_source(text: str) -> bool:
+    """Whether ``text`` is read as a Hub repo id: no local path of that name exists, nor its first component, it
+    starts with none of ``./ ../ / ~``, and :func:`is_repo_id` accepts it."""
+    return not os.path.lexists(text) and local_path_reason(text) is None and is_repo_id(Path(text).as_posix())
+
+
 # -------------------------------------------------------------------------------------- resolving
 
 
@@ -79,6 +114,10 @@ def resolve_pretrained(
         if revision is not None:
             raise ParameterError("revision", f"is for Hub repo ids; {text} is a local path")
         return path if path.is_dir() and PretrainedDir(path).is_pretrained() else None
+    note = not_a_repo_id(text)
+    if note:
+        raise UserError(f"{text} does not exist{note}; check the path, or load the repo from another working "
+                        "folder")
     text = path.as_posix() if os.sep != "/" else text
     if not is_repo_id(text):
         if revision is not None:
@@ -141,5 +180,5 @@ def first_line(exc: BaseException) -> str:
 
 
 
-__all__ = ["DISCRIMINATOR_FILES", "GENERATOR_FILES", "HUB_EXTRA", "is_repo_id", "offline_mode", "require_hub",
-           "resolve_pretrained"]
+__all__ = ["DISCRIMINATOR_FILES", "GENERATOR_FILES", "HUB_EXTRA", "is_hub_source", "is_repo_id", "local_path_reason",
+           "not_a_repo_id", "offline_mode", "require_hub", "resolve_pretrained"]

@@ -22,6 +22,7 @@ import re
 import torch
 from torch import nn
 
+from gankit.checks import check_number
 from gankit.errors import UserError
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
 from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, projection, projection_embedding
@@ -67,6 +68,8 @@ class SAGANConfig(ModelConfig):
     def validate(self) -> None:
         check_power_of_two("image_size", self.image_size, 16, 256)
         check_conv_family(self)
+        if self.max_channels is not None:
+            check_number("model.max_channels", self.max_channels, integer=True, low=1, hint=" (or null: no cap)")
         if self.attention_variant not in ("port", "biggan"):
             raise UserError(f"model.attention_variant must be 'port' or 'biggan', got {self.attention_variant!r}")
         sizes = self.g_resolutions()
@@ -79,7 +82,9 @@ class SAGANConfig(ModelConfig):
                     )
                 conv_dim = self.g_conv_dim if net == "g" else self.d_conv_dim
                 if self.width(conv_dim, r) < 8:
-                    raise UserError(f"attention at {r}x{r} in {net.upper()} needs >= 8 channels; raise {net}_conv_dim")
+                    capped = self.max_channels is not None and self.max_channels < 8
+                    fix = "raise max_channels" if capped else f"raise {net}_conv_dim"
+                    raise UserError(f"attention at {r}x{r} in {net.upper()} needs >= 8 channels; {fix}")
 
 
 def _attention(cfg: SAGANConfig, channels: int) -> SelfAttention2d:

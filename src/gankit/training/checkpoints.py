@@ -25,14 +25,18 @@ UNCONDITIONAL_GRID = (64, 8)  # samples, columns
 class SampleGrid:
     """The fixed latent batch of a run's sample grids: one row per class (at most :data:`MAX_GRID_ROWS`) of a
     conditional model, else 64 samples; drawn from ``training.seed + 2``, so every grid of a run (and of its
-    resumes) shows the same latents."""
+    resumes) shows the same latents. Rows are labelled with ``class_names`` (the data's classes, as in the run's
+    ``classes.json``) when there is one per class, else with the class ids."""
 
-    def __init__(self, generator: Generator, seed: int, device: torch.device) -> None:
+    def __init__(
+        self, generator: Generator, seed: int, device: torch.device, class_names: list[str] | None = None
+    ) -> None:
         g = torch.Generator().manual_seed(seed + 2)
         if generator.num_classes:
             rows = min(generator.num_classes, MAX_GRID_ROWS)
             self.y: torch.Tensor | None = torch.arange(rows).repeat_interleave(GRID_COLUMNS).to(device)
-            self.row_labels: list[str] | None = [str(c) for c in range(rows)]
+            names = class_names if class_names is not None and len(class_names) == generator.num_classes else None
+            self.row_labels: list[str] | None = [str(names[c]) if names else str(c) for c in range(rows)]
             self.columns = GRID_COLUMNS
         else:
             self.y, self.row_labels = None, None
@@ -50,11 +54,14 @@ class SampleGrid:
 class RunWriter:
     """Rank 0's writes into the run folder ``run`` for the run config ``cfg``."""
 
-    def __init__(self, run: RunDir, cfg: RunConfig, generator: Generator, device: torch.device) -> None:
+    def __init__(
+        self, run: RunDir, cfg: RunConfig, generator: Generator, device: torch.device,
+        class_names: list[str] | None = None,
+    ) -> None:
         self.run = run
         self.keep = cfg.training.keep_checkpoints
         self.title = cfg.preset or cfg.model.family
-        self.grid = SampleGrid(generator, cfg.training.seed, device)
+        self.grid = SampleGrid(generator, cfg.training.seed, device, class_names)
 
     def save_samples(self, generator: Generator, step: int) -> Path:
         """The sample grid of ``generator`` (the EMA generator) at ``step``: ``samples/step_XXXXXXX.png``."""

@@ -43,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 # gankit imports: the only ones in this module
+from gankit import interrupts
 from gankit.api import load_generator
 from gankit.apps.explore.core import MODES, Explorer, Limits, Query
 from gankit.checks import check_number
@@ -242,7 +243,8 @@ def serve(
 ) -> int:
     """Load ``checkpoint`` (anything :func:`gankit.load_generator` reads, EMA weights) and serve the explorer
     until interrupted (Ctrl+C or SIGTERM). Prints the URL; warns on stderr (one line) when ``host`` is not a
-    loopback address. Returns 0."""
+    loopback address. Either way the server stops gracefully and says so; returns 0 after Ctrl+C, 143 (the exit
+    status of a terminated process) after SIGTERM."""
     out = out or sys.stdout
     err = err or sys.stderr
     generator = load_generator(checkpoint, ema=True, device=device)
@@ -262,14 +264,16 @@ def serve(
             file=err,
             flush=True,
         )
+    status = 0
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn stops gracefully on Ctrl+C, then re-raises the signal it caught
-        pass
+        with interrupts.sigterm_as_interrupt():  # SIGTERM as interrupts.Terminated, inside the CLI or not
+            server.run(sockets=[sock])
+    except KeyboardInterrupt as exc:  # uvicorn stops gracefully on Ctrl+C / SIGTERM, then re-raises the signal
+        status = interrupts.TERMINATED if isinstance(exc, interrupts.Terminated) else 0
     finally:
         sock.close()
-    print("gankit explore: stopped", file=out)
-    return 0
+    print("gankit explore: stopped", file=out, flush=True)
+    return status
 
 
 __all__ = ["create_app", "make_server", "serve", "is_loopback", "bind", "url_of"]
