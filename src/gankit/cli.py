@@ -157,7 +157,9 @@ def _add_sample(sub) -> None:
     group.add_argument("--class-id", type=int, help="class of every image (conditional models)")
     group.add_argument("--balanced", action="store_true", help="cycle through all classes")
     _seed(s)
-    s.add_argument("--truncation", type=float, help="truncate latents to [-T, T]")
+    s.add_argument("--truncation", type=float,
+                   help="truncation trick: latent coordinates beyond [-T, T] redrawn inside, then rescaled to unit "
+                        "variance (T >= 7: none)")
     _no_ema(s)
     _device(s)
     s.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass")
@@ -304,7 +306,8 @@ def _add_interpolate(sub) -> None:
     w.add_argument("--mode", choices=("lerp", "slerp"), default="lerp", help="linear or spherical (default lerp)")
     w.add_argument("--class-id", type=int, help="class of every walk (conditional models; default: one per row)")
     _seed(w, 0, "random seed of the endpoints")
-    w.add_argument("--truncation", type=float, help="truncate the endpoint latents to [-T, T]")
+    w.add_argument("--truncation", type=float,
+                   help="truncation trick for the endpoint latents (as gankit sample --truncation)")
     _no_ema(w)
     _device(w)
     w.add_argument("--out", required=True,

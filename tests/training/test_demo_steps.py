@@ -4,6 +4,9 @@ command line from its seed on one thread, give the checkpoint recorded in ``test
 
 Float results of the same ops can differ in the last bits on a CPU with other vector instructions; there the
 recorded EMA weights are compared to float rounding instead, and the digests are not.
+
+The recorded ``--help`` texts change only where an option's meaning was changed on purpose (so far: the
+``--truncation`` help of sample and interpolate, when truncation became the rescaled truncation trick).
 """
 
 import json

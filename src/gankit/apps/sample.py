@@ -30,8 +30,9 @@ MAX_GRID_IMAGES = 10_000
 @dataclasses.dataclass(frozen=True)
 class SampleSpec:
     """Which samples: ``num`` images with class ``class_id`` (all of them), or cycling through the classes
-    (``balanced``), or uniform random classes; latents seeded with ``seed`` (optionally truncated to
-    ``[-truncation, truncation]``), made ``batch_size`` at a time. Samples do not depend on ``batch_size``."""
+    (``balanced``), or uniform random classes; latents seeded with ``seed`` (optionally with the truncation trick
+    of :meth:`~gankit.models.base.Generator.sample_latents`), made ``batch_size`` at a time. Samples do not depend
+    on ``batch_size``."""
 
     num: int
     class_id: int | None = None
