@@ -129,15 +129,15 @@ def _write_folder(out: Path, chunks: Iterator[tuple[torch.Tensor, torch.Tensor]]
         with log.progress(num, desc="sampling", unit="img", enabled=progress) as bar:
             for start, (images, _) in _counted(chunks):
                 names = [out / f"{start + i:06d}.png" for i in range(len(images))]
-                new = [p for p in names if not p.exists()]
+                made += [p for p in names if not p.exists()]  # before writing: a batch can stop midway
                 save_images(images, out, start=start)
-                made += new
                 bar.update(len(images))
     except BaseException as exc:
-        for path in made:
+        written = [path for path in made if path.exists()]
+        for path in written:
             path.unlink(missing_ok=True)
         if isinstance(exc, KeyboardInterrupt):
-            raise interrupts.note(exc, f"removed the {len(made)} PNGs written so far into {out}") from None
+            raise interrupts.note(exc, f"removed the {len(written)} PNGs written so far into {out}") from None
         raise
 
 
