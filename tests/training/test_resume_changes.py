@@ -1,18 +1,33 @@
-"""Safe changes on resume: the allow-list, the refusals with reasons, and the record in resume_history.json."""
+"""Safe changes on resume: the allow-list, the refusals with reasons, the record in resume_history.json, and a
+hand-edited config.yaml refused."""
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from gankit.cli import main
 from gankit.errors import UserError
-from gankit.io import load_checkpoint
+from gankit.io import RunDir, load_checkpoint
 from gankit.training import Trainer, prepare_run_dir
-from gankit.training.resume import RESUMABLE, apply_changes, check_key, parse_changes, resume_trainer
+from gankit.training.resume import (
+    RESUMABLE,
+    Change,
+    apply_changes,
+    check_config_file,
+    check_key,
+    parse_changes,
+    record_changes,
+    resume_trainer,
+)
 from tests.data_writers import snapshot
 from tests.tiny import trainer_run
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -135,3 +150,64 @@ def test_resuming_on_another_number_of_processes_is_recorded_and_rescales_the_da
     history = json.loads((run3 / "resume_history.json").read_text())
     assert [(h["key"], h["old"], h["new"], h["step"]) for h in history] == [
         ("training.steps", 3, 4, 3), ("processes", 2, 1, 3)]
+
+
+# ------------------------------------------------------------------------------------- a hand-edited config.yaml
+
+
+def _gankit(*args: str) -> subprocess.CompletedProcess:
+    """``python -m gankit ...`` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "gankit", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+def test_cli_resume_refuses_an_edited_config_yaml_and_writes_nothing(run3):
+    """An edit of config.yaml was ignored and then overwritten by the resume; now it is refused before anything is
+    written, with the key, both values and the way to change a setting (--set)."""
+    config = run3 / "config.yaml"
+    text = config.read_text()
+    for old, new, key, values, how in [
+        ("  g_lr: 0.0004\n", "  g_lr: 0.001\n", "training.g_lr", "0.001 there but 0.0004 in",
+         "--set training.g_lr=0.001"),
+        ("  z_dim: 16\n", "  z_dim: 32\n", "model.z_dim", "32 there but 16 in", "model.z_dim itself cannot change"),
+    ]:
+        assert old in text
+        config.write_text(text.replace(old, new))
+        before = snapshot(run3)
+        result = _gankit("train", "--resume", str(run3), "--steps", "4", "--no-progress")
+        assert result.returncode == 2, result.stderr
+        err = result.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("gankit: error: "), err
+        assert f"config.yaml was edited: {key} is {values} checkpoints/last.pt (step 3)" in err[0], err[0]
+        assert how in err[0], err[0]
+        assert "restore config.yaml or delete it" in err[0], err[0]
+        assert snapshot(run3) == before, key  # every file as it was, config.yaml with the user's edit included
+    assert not (run3 / ".gankit.lock").exists()  # refused before the lock was taken
+
+
+def test_config_yaml_that_differs_only_in_form_or_is_deleted_lets_the_resume_go_on(run3, capsys):
+    config = run3 / "config.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["training"] = dict(reversed(list(data["training"].items())))  # another order, flow style, a comment
+    config.write_text("# my notes\n" + yaml.safe_dump(data, default_flow_style=True, sort_keys=True))
+    assert main(["train", "--resume", str(run3), "--steps", "4", "--no-progress"]) == 0
+    assert "# my notes" not in config.read_text()  # rewritten from the checkpoint, as every resume does
+    assert yaml.safe_load(config.read_text()) == load_checkpoint(run3 / "checkpoints/last.pt")["config"]
+    config.unlink()  # deleted: the resume writes it again
+    assert main(["train", "--resume", str(run3), "--steps", "5", "--no-progress"]) == 0
+    assert yaml.safe_load(config.read_text())["training"]["steps"] == 5
+
+
+def test_a_change_of_a_resume_killed_before_its_first_checkpoint_is_no_edit(run3):
+    """A resume with --set writes the change to resume_history.json and config.yaml at once; killed before its first
+    checkpoint, last.pt still has the old value. That config.yaml is the resume's, not the user's."""
+    config = run3 / "config.yaml"
+    record_changes(RunDir(run3), 3, [Change("training.g_lr", 4e-4, 1e-4)])
+    config.write_text(config.read_text().replace("  g_lr: 0.0004\n", "  g_lr: 0.0001\n"))
+    check_config_file(RunDir(run3), load_checkpoint(run3 / "checkpoints/last.pt"))  # accepted
+    config.write_text(config.read_text().replace("  g_lr: 0.0001\n", "  g_lr: 0.0002\n"))  # not what it recorded
+    with pytest.raises(UserError, match=re.escape("training.g_lr is 0.0002 there but 0.0004 in")):
+        check_config_file(RunDir(run3), load_checkpoint(run3 / "checkpoints/last.pt"))
+    config.write_text("model: [unclosed\n")
+    with pytest.raises(UserError, match="config.yaml is not a config gankit can read"):
+        check_config_file(RunDir(run3), load_checkpoint(run3 / "checkpoints/last.pt"))

@@ -5,24 +5,37 @@ model that does not fit it) leaves the folder as it was. One process writes a ru
 its lock (:mod:`gankit.training.lock`) from before anything is changed (``--overwrite`` included) to the end of
 training. A resume (:func:`gankit.training.resume.resume_run`) may change the keys that module allows. SIGTERM is
 handled like Ctrl-C: a checkpoint is saved and the command that resumes is printed.
+
+Elastic restarts: when torchrun (``--max-restarts``) starts the group again after a process died, the same command
+runs again. ``gankit train --out RUN`` then continues RUN from its last checkpoint when that checkpoint has the
+command's config (:func:`restart`; the rule is :func:`gankit.training.resume.plan_restart`), and ``--resume RUN``
+resumes as it would; a run already at its last step ends with status 0.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gankit import interrupts
-from gankit.config import resolve_config
-from gankit.data import open_training_data
+from gankit.config import RunConfig, resolve_config
+from gankit.data import DataSource, open_training_data
 from gankit.device import select_device
 from gankit.io import check_writable
 from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
 from gankit.training.lock import RunLock
-from gankit.training.resume import resume_run
+from gankit.training.resume import (
+    RESTART_LOCK_WAIT,
+    RunComplete,
+    acquire_lock,
+    plan_restart,
+    resume_run,
+    resume_trainer,
+)
 
 
 def default_out(preset: str | None) -> Path:
@@ -31,6 +44,25 @@ def default_out(preset: str | None) -> Path:
     while (base / f"{stem}-{n:03d}").exists():
         n += 1
     return base / f"{stem}-{n:03d}"
+
+
+def resolve(
+    preset: str | None,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    progress: bool | None = None,
+) -> tuple[RunConfig, Path, DataSource]:
+    """A new run's config (from the preset, the file, flag ``overrides`` and ``sets``), its folder (``out``, else
+    :func:`default_out`), checked writable, and its data, opened and checked: all before the run folder is made, so
+    a bad --data leaves the disk as it was."""
+    cfg = resolve_config(preset, config_file, overrides, sets)
+    folder = Path(out) if out else default_out(cfg.preset)
+    check_writable(folder)  # before any work
+    source = open_training_data(cfg.data, cfg.model, progress=progress if distributed.current().is_main else False)
+    return cfg, folder, source
 
 
 def start(
@@ -50,20 +82,80 @@ def start(
     setup fail, the folder goes back to how it was: an ``overwrite``'n run is not lost to a typo. The lock is
     released when ``held`` closes (without ``held``: when the lock object is garbage-collected).
     """
-    cfg = resolve_config(preset, config_file, overrides, sets)
-    folder = Path(out) if out else default_out(cfg.preset)
-    check_writable(folder)  # before any work
-    # the data is opened (and checked) before the run folder is made: a bad --data leaves the disk as it was
-    source = open_training_data(cfg.data, cfg.model, progress=progress if distributed.current().is_main else False)
+    cfg, folder, source = resolve(preset, config_file, overrides, sets, out=out, progress=progress)
+    return new_run_trainer(cfg, folder, source, overwrite=overwrite, progress=progress, held=held)
+
+
+def new_run_trainer(
+    cfg: RunConfig,
+    folder: Path,
+    source: DataSource,
+    *,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    held: contextlib.ExitStack | None = None,
+    lock_wait: float = 0.0,
+) -> Trainer:
+    """:func:`start` once :func:`resolve` is done; ``lock_wait``: how long rank 0 waits for the folder's lock
+    (:func:`gankit.training.resume.acquire_lock`)."""
     setup: contextlib.AbstractContextManager = contextlib.nullcontext()
     if distributed.current().is_main:
         lock = RunLock(folder)
+        if lock_wait and folder.is_dir():
+            acquire_lock(lock, lock_wait)  # taken before the checks: new_run_dir keeps it (or releases it on failure)
         setup = new_run_dir(folder, overwrite=overwrite, lock=lock)
         if held is not None:
             held.callback(lock.release)
     with setup:
         distributed.barrier()
         return Trainer(cfg, folder, progress=progress, source=source)
+
+
+def as_recorded(cfg: RunConfig, source: DataSource) -> RunConfig:
+    """``cfg`` as its trainer records it in ``config.yaml`` and checkpoints: the detected dataset and the absolute
+    path in place of ``auto`` / a relative path (as :class:`~gankit.training.Trainer` does when it opens the data)."""
+    if source.path is None:
+        return cfg
+    data = dataclasses.replace(cfg.data, dataset=source.kind, path=str(Path(source.path).resolve()))
+    return dataclasses.replace(cfg, data=data)
+
+
+def restart(
+    say: Callable[..., None],
+    *,
+    preset: str | None,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+    out: str | Path,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    held: contextlib.ExitStack | None = None,
+) -> Trainer:
+    """The trainer of ``gankit train --out RUN`` after a torchrun restart: RUN's run continued from its last
+    checkpoint when it was made with this command's config, else what
+    :func:`~gankit.training.resume.plan_restart` says (a new run; a one-line refusal naming the first key that
+    differs). Rank 0 decides for all ranks; it waits up to ``RESTART_LOCK_WAIT`` seconds for the folder's lock.
+    Raises :class:`~gankit.training.resume.RunComplete` when the run is already at its last step."""
+    cfg, folder, source = resolve(preset, config_file, overrides, sets, out=out, progress=progress)
+    recorded = as_recorded(cfg, source)
+    plan = distributed.decided_by_main(lambda: plan_restart(folder, recorded, overwrite=overwrite))
+    attempt = distributed.restart_count()
+    if not plan.resume:
+        trainer = new_run_trainer(cfg, folder, source, overwrite=plan.overwrite, progress=progress, held=held,
+                                  lock_wait=RESTART_LOCK_WAIT)
+        say(f"gankit: torchrun restart {attempt}: no checkpoint in {folder} to continue; training "
+            f"{cfg.preset or cfg.model.family} on {trainer.device} for {cfg.training.steps} steps from the start",
+            file=sys.stderr)
+        return trainer
+    lock = RunLock(folder)
+    if held is not None:
+        held.callback(lock.release)
+    trainer = resume_trainer(folder, progress=progress, changes=plan.changes, lock=lock,
+                             lock_wait=RESTART_LOCK_WAIT, source=source)
+    say(f"gankit: torchrun restart {attempt}: resumed {folder} at step {trainer.step} of "
+        f"{trainer.cfg.training.steps} from its last checkpoint (its config is this command's)", file=sys.stderr)
+    return trainer
 
 
 def fit(trainer: Trainer, say: Callable[..., None]) -> int:
@@ -98,16 +190,28 @@ def train(
         if distributed.launched_by_torchrun():
             distributed.init_distributed(select_device(device or "auto"))
         say = print if distributed.current().is_main else (lambda *a, **k: None)
+        attempt = distributed.restart_count()  # > 0: torchrun started this group again after a failure
         with contextlib.ExitStack() as held:
-            if resume:
-                trainer = resume_run(resume, sets=new_run.get("sets"), flags=flags, progress=progress, held=held)
-                say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}",
-                    file=sys.stderr)
-            else:
-                trainer = start(progress=progress, held=held, **new_run)
-                cfg = trainer.cfg
-                say(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for "
-                    f"{cfg.training.steps} steps into {trainer.run_dir}", file=sys.stderr)
+            try:
+                if resume:
+                    trainer = resume_run(resume, sets=new_run.get("sets"), flags=flags, progress=progress, held=held,
+                                         lock_wait=RESTART_LOCK_WAIT if attempt else 0.0)
+                    say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}",
+                        file=sys.stderr)
+                elif attempt and new_run.get("out"):
+                    trainer = restart(say, progress=progress, held=held, **new_run)
+                else:
+                    trainer = start(progress=progress, held=held, **new_run)
+                    cfg = trainer.cfg
+                    say(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for "
+                        f"{cfg.training.steps} steps into {trainer.run_dir}", file=sys.stderr)
+            except RunComplete as exc:
+                if not attempt:
+                    raise
+                # the last attempt ended after its final checkpoint (a process died on its way out)
+                say(f"gankit: torchrun restart {attempt}: {resume or new_run.get('out')} is already at step "
+                    f"{exc.step} of {exc.steps}; nothing left to train", file=sys.stderr)
+                return 0
             return fit(trainer, say)
     finally:
         distributed.cleanup()  # destroy_process_group on every exit path

@@ -6,6 +6,9 @@ spectral-norm vectors) are broadcast from rank 0, so all ranks hold identical G 
 Gradient all-reduce (as NVlabs' StyleGAN2-ADA / StyleGAN3 training loops do) rather than wrapping G and D in
 ``DistributedDataParallel``: a GAN step runs D several times before one backward (real, fake, the gradient
 penalty's double backward) and freezes D during G's step, all of which DDP's reducer does not support.
+
+A torchrun restart (``--max-restarts``) starts every process again; :func:`restart_count` says which attempt this
+is, and :func:`init_distributed` keeps the attempts' process groups apart (see :func:`_attempt_store`).
 """
 
 from __future__ import annotations
@@ -14,14 +17,20 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from gankit import log
+from gankit.errors import ParameterError, UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def restart_count() -> int:
+    """How many times torchrun has restarted this group of processes (0: the first attempt, or no torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo otherwise)."""
     if not launched_by_torchrun():
@@ -53,8 +67,39 @@ def init_distributed(device: torch.device) -> DistInfo:
         import torch._dynamo  # noqa: F401
 
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        store = _attempt_store()
+        if store is None:
+            dist.init_process_group(backend=backend)
+        else:
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _attempt_store() -> dist.Store | None:
+    """The store of torchrun's agent with keys of this attempt only, or None: the group is set up from the
+    environment as torch does it.
+
+    Since torch 2.4 torchrun's c10d rendezvous lets the processes share its agent's store, and the agent keeps that
+    store from one restart to the next: the addresses the killed attempt's processes published are still there, and
+    a process of the next attempt may read its peer's old address before the peer has written its new one. Gloo then
+    connects to a closed port (``Connection refused``, another restart) or waits for a peer that never comes (a
+    hang; torch issue 135712). With all processes on one machine, one agent starts them all and
+    ``TORCHELASTIC_RESTART_COUNT`` is the same in every one of them, so each attempt gets keys of its own. On several
+    machines each agent counts its own restarts, so the counts can differ: torch's own setup is kept, and a restart
+    needs ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in torchrun's environment (a new store for every attempt)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in os.environ:
+        return None
+    if os.environ.get("LOCAL_WORLD_SIZE") != os.environ.get("WORLD_SIZE"):  # several machines
+        if restart_count() and int(os.environ.get("RANK", "0")) == 0:
+            log.warn("torchrun restarted the processes of a run on several machines with its store shared between "
+                     "attempts; if they fail to connect, launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1")
+        return None
+    from torch.distributed.constants import default_pg_timeout
+
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["WORLD_SIZE"]),
+                          is_master=False, timeout=default_pg_timeout)
+    return dist.PrefixStore(f"gankit/attempt_{restart_count()}", store)
 
 
 def current() -> DistInfo:
@@ -103,6 +148,29 @@ def _wait_for_backend_threads(timeout: float = 5.0) -> None:
 def barrier() -> None:
     if current().enabled:
         dist.barrier()
+
+
+def decided_by_main(decide: Callable[[], T]) -> T:
+    """``decide()`` run by rank 0 alone; every rank returns its result, or raises its :class:`UserError` (with the
+    same message), so all ranks take the same way. One process: ``decide()``."""
+    info = current()
+    if not info.enabled:
+        return decide()
+    box: list[Any] = [None]
+    error: UserError | None = None
+    if info.is_main:
+        try:
+            box[0] = ("value", decide())
+        except UserError as exc:
+            error = exc
+            box[0] = ("error", exc.as_flag() if isinstance(exc, ParameterError) else str(exc))
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if error is not None:
+        raise error
+    if kind == "error":
+        raise UserError(value)
+    return value
 
 
 def average_gradients(params: list[nn.Parameter]) -> None:

@@ -6,6 +6,10 @@ were made under the run's config. The keys of :data:`RESUMABLE` only bound the r
 step size or pick where it runs, so they can change between two steps; every other key is refused with its reason
 (:func:`check_key`) before anything is read or written. Accepted changes go into ``config.yaml`` and the config of
 every later checkpoint, and each is recorded with its step in ``resume_history.json`` (:func:`record_changes`).
+
+``config.yaml`` is what the run was trained with, not an input: a resume refuses a hand-edited one
+(:func:`check_config_file`) rather than ignore the edit and overwrite it. After a torchrun restart, ``gankit train
+--out RUN`` continues RUN when its checkpoint has the command's config (:func:`plan_restart`).
 """
 
 from __future__ import annotations
@@ -15,17 +19,21 @@ import copy
 import dataclasses
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gankit import log
-from gankit.config import TRAIN_FLAGS, DataConfig, RunConfig, TrainingConfig, parse_assignment
+from gankit.config import TRAIN_FLAGS, DataConfig, RunConfig, TrainingConfig, parse_assignment, yaml_load
+from gankit.data import DataSource
 from gankit.device import select_device
 from gankit.errors import UserError, did_you_mean
 from gankit.io import RunDir, atomic_write, load_checkpoint, remove_stale_temporaries, write_json
 from gankit.training import distributed
-from gankit.training.lock import RunLock
+from gankit.training.lock import RunLock, RunLocked
 from gankit.training.trainer import Trainer
 
 # key -> why it is safe to change between two steps
@@ -146,6 +154,107 @@ def apply_changes(config: Mapping[str, Any], changes: Mapping[str, Any]) -> tupl
     return out, changed
 
 
+class RunComplete(UserError):
+    """The run is already at (or past) the step total a resume asks for."""
+
+    def __init__(self, step: int, steps: int) -> None:
+        self.step, self.steps = step, steps
+        super().__init__(f"the run is already at step {step} of {steps}; pass --steps TOTAL larger than that")
+
+
+# ------------------------------------------------------------------------------------------ comparing configs
+
+_UNSET = object()  # a key one of two configs lacks
+
+
+def normalized(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict as :class:`RunConfig` reads it back (defaults filled in, tuples as lists): two configs that
+    differ only in how they were written compare equal. A :class:`UserError` if it is no valid config."""
+    if not isinstance(config, Mapping):
+        raise UserError(f"a config is a mapping of sections, not {type(config).__name__}")
+    return RunConfig.from_dict(copy.deepcopy(dict(config))).to_dict()
+
+
+def _flat(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"preset": ..., "model.z_dim": ..., "training.g_lr": ...}``, in the config's order."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}.{name}": v for name, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as config values: 2 and 2.0 are (YAML may write either), True and 1 are not."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def differences(
+    a: Mapping[str, Any], b: Mapping[str, Any], *, sections: Sequence[str] | None = None, skip: Sequence[str] = ()
+) -> Iterator[tuple[str, Any, Any]]:
+    """``(key, value in a, value in b)`` for every ``section.key`` (or top-level key) where two normalized configs
+    differ, in ``a``'s order; a key one of them lacks has the value :data:`_UNSET`. ``sections``: only these
+    sections; ``skip``: keys left out."""
+    fa, fb = _flat(a), _flat(b)
+    for key in [*fa, *(k for k in fb if k not in fa)]:
+        if key in skip or (sections is not None and key.split(".")[0] not in sections):
+            continue
+        va, vb = fa.get(key, _UNSET), fb.get(key, _UNSET)
+        if not _same(va, vb):
+            yield key, va, vb
+
+
+def show(value: Any) -> str:
+    """A config value as ``--set`` reads it: ``0.0002``, ``null``, ``true``, ``[0.0, 0.9]``, ``hinge``."""
+    if value is _UNSET:
+        return "(not set)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def check_config_file(run: RunDir, state: Mapping[str, Any]) -> None:
+    """Refuse (one line, before anything is written) when ``config.yaml`` says something else than the config of
+    the checkpoint ``state``: a resume continues the checkpoint's config and rewrites the file, so a hand edit would
+    be silently lost. Formatting does not count (both are compared as read back by :class:`RunConfig`), nor does a
+    change a resume made at the checkpoint's step (in ``resume_history.json``) whose first checkpoint was never
+    written. No ``config.yaml``: nothing to check (the resume writes it again)."""
+    path = run.config
+    if not path.is_file():
+        return
+    step = int(state["step"])
+    way_out = ("to resume as the checkpoint was, restore config.yaml or delete it (the resume writes it again from "
+               "the checkpoint)")
+    try:
+        edited = normalized(yaml_load(path.read_text()))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, UserError, TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path} is not a config gankit can read ({reason}); a resume continues the config of "
+                        f"checkpoints/last.pt (step {step}) and changes settings only with --set key=value; "
+                        f"{way_out}") from None
+    found = list(differences(edited, normalized(state["config"])))
+    if not found:
+        return
+    recorded = {}  # what a resume at this step set, before it was killed ahead of its first checkpoint
+    for entry in read_history(run) if run.resume_history.is_file() else []:
+        if isinstance(entry, dict) and entry.get("step") == step:
+            recorded.setdefault(entry.get("key"), []).append(entry.get("new"))
+    for key, there, saved in found:
+        if any(_same(there, value) for value in recorded.get(key, [])):
+            continue
+        how = (f"--set {key}={show(there)}" if key in RESUMABLE else
+               f"--set key=value ({key} itself cannot change on resume; start a new run to change it)")
+        raise UserError(
+            f"{path} was edited: {key} is {show(there)} there but {show(saved)} in checkpoints/last.pt (step {step}); "
+            f"a resume never reads config.yaml (it continues the checkpoint's config and rewrites the file), so "
+            f"change a setting with {how}; {way_out}"
+        )
+
+
 def check_resumable(run: RunDir) -> None:
     """A one-line :class:`UserError` unless ``run`` holds ``checkpoints/last.pt``."""
     if not run.last_checkpoint.is_file():
@@ -177,18 +286,18 @@ def _identity(run: RunDir) -> tuple[int, int, int]:
 
 
 def plan_resume(run: RunDir, changes: Mapping[str, Any]) -> ResumePlan:
-    """Read ``last.pt`` and check everything a resume with ``changes`` could refuse (keys, values, the step,
-    the device), reading and writing nothing else."""
+    """Read ``last.pt`` and check everything a resume with ``changes`` could refuse (keys, values, the step
+    (:class:`RunComplete`), the device, a hand-edited ``config.yaml``), reading ``config.yaml`` and
+    ``resume_history.json`` besides and writing nothing."""
     check_resumable(run)
     source = _identity(run)
     state = load_checkpoint(run.last_checkpoint)
     data, changed = apply_changes(state["config"], changes)
     cfg = RunConfig.from_dict(data)
+    check_config_file(run, state)
     step = int(state["step"])
     if cfg.training.steps <= step:
-        raise UserError(
-            f"the run is already at step {step} of {cfg.training.steps}; pass --steps TOTAL larger than that"
-        )
+        raise RunComplete(step, cfg.training.steps)
     select_device(cfg.training.device)
     return ResumePlan(state, cfg, changed, source)
 
@@ -221,6 +330,26 @@ def describe(changes: Sequence[Change]) -> str:
     return ", ".join(f"{c.key} {c.old!r} -> {c.new!r}" for c in changes)
 
 
+# how long rank 0 of a restarted torchrun group waits for the run folder's lock (see acquire_lock)
+RESTART_LOCK_WAIT = 30.0
+
+
+def acquire_lock(lock: RunLock, wait: float = 0.0) -> RunLock:
+    """Take ``lock``, waiting up to ``wait`` seconds while another process holds it (then :class:`RunLocked`).
+
+    A killed process's ``flock`` goes with its last open file, and torchrun stops the whole group before it starts
+    the next one; but data-loading workers forked while the lock was held share its file, and a worker notices its
+    parent's death only at its next check (seconds): a restarted group waits for them rather than fail."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return lock.acquire()
+        except RunLocked:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
 def resume_trainer(
     run_dir: str | Path,
     *,
@@ -228,14 +357,17 @@ def resume_trainer(
     progress: bool | None = None,
     changes: dict[str, Any] | None = None,
     lock: RunLock | None = None,
+    lock_wait: float = 0.0,
+    source: DataSource | None = None,
 ) -> Trainer:
     """A trainer that continues the run in ``run_dir`` from ``checkpoints/last.pt``.
 
     ``changes`` (``{"training.g_lr": 5e-5}``) may set the keys of :data:`RESUMABLE` (any other key is a one-line
-    error); ``steps`` is ``training.steps``. Everything is checked before ``lock`` (taken on rank 0 and left held
-    for the caller) is acquired, and the lock before anything is written. Accepted changes go into
-    ``config.yaml``, the config of later checkpoints and ``resume_history.json`` (with the step); temporaries of
-    killed writes are removed.
+    error); ``steps`` is ``training.steps``. Everything is checked before ``lock`` (taken on rank 0, waiting up to
+    ``lock_wait`` seconds for another holder, and left held for the caller) is acquired, and the lock before
+    anything is written. Accepted changes go into ``config.yaml``, the config of later checkpoints and
+    ``resume_history.json`` (with the step); temporaries of killed writes are removed. ``source``: the run's data,
+    opened already by the caller.
     """
     run = RunDir(run_dir)
     wanted = dict(changes or {})
@@ -244,10 +376,10 @@ def resume_trainer(
     plan = plan_resume(run, wanted)
     main = distributed.current().is_main
     if lock is not None and main:
-        lock.acquire()
+        acquire_lock(lock, lock_wait)
         if not plan.is_current(run):  # another process finished writing between the read and the lock
             plan = plan_resume(run, wanted)
-    trainer = Trainer(plan.config, run.root, progress=progress, state=plan.state)
+    trainer = Trainer(plan.config, run.root, progress=progress, state=plan.state, source=source)
     if main:
         for folder in run.written_folders():  # left by a write that was killed midway
             remove_stale_temporaries(folder)
@@ -270,15 +402,81 @@ def resume_run(
     flags: dict[str, Any] | None = None,
     progress: bool | None = None,
     held: contextlib.ExitStack | None = None,
+    lock_wait: float = 0.0,
 ) -> Trainer:
     """``gankit train --resume``: a trainer that continues ``run_dir`` with the changes of ``sets``
     (``key=value``) and ``flags`` (see :func:`parse_changes`). Every change is checked before rank 0 takes the
-    folder's lock (released when ``held`` closes), and the lock before anything is written."""
+    folder's lock (released when ``held`` closes; ``lock_wait``: see :func:`acquire_lock`), and the lock before
+    anything is written."""
     changes = parse_changes(sets or [], flags)
     lock = RunLock(run_dir)
     if held is not None:
         held.callback(lock.release)
-    return resume_trainer(run_dir, progress=progress, changes=changes, lock=lock)
+    return resume_trainer(run_dir, progress=progress, changes=changes, lock=lock, lock_wait=lock_wait)
+
+
+def _set_up_only(run: RunDir) -> bool:
+    """Whether ``run`` holds no more than a new run's setup writes before its ``config.yaml``: the lock,
+    ``classes.json`` and the empty ``checkpoints/`` and ``samples/``."""
+    if not run.root.is_dir():
+        return False
+    for entry in run.root.iterdir():
+        if entry.name in (RunDir.CHECKPOINTS, RunDir.SAMPLES) and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        if entry.name not in (RunDir.LOCK, RunDir.CLASSES) or not entry.is_file():
+            return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartPlan:
+    """What a torchrun restart of ``gankit train --out RUN`` does: continue RUN (``resume``, with ``changes``) or
+    start a new run there (``overwrite``: over the one there)."""
+
+    resume: bool
+    overwrite: bool = False
+    changes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def plan_restart(run_dir: str | Path, cfg: RunConfig, *, overwrite: bool = False) -> RestartPlan:
+    """After a torchrun restart, what ``gankit train --out run_dir`` with the config ``cfg`` (its data section as
+    the trainer records it: the detected dataset, the absolute path) does, reading only ``last.pt`` or
+    ``config.yaml``:
+
+    - ``checkpoints/last.pt`` there with the same model, data and training sections: resume it. The keys of
+      :data:`RESUMABLE` are what a resume may have changed, so they are not compared: the command's values are
+      the resume's changes (recorded as any resume's are; the same values change nothing).
+    - no checkpoint but a ``config.yaml`` of the same config: the killed attempt had saved nothing to continue,
+      so the run starts again over it.
+    - another config: a one-line :class:`UserError` naming the first differing key (with ``overwrite``, a new
+      run over it, as asked).
+    - no run there, or only what a setup writes before ``config.yaml`` (``classes.json``, empty folders): a new
+      run.
+    """
+    run = RunDir(run_dir)
+    if run.last_checkpoint.is_file():
+        saved, where = load_checkpoint(run.last_checkpoint)["config"], "checkpoints/last.pt"
+    elif run.config.is_file():
+        try:
+            saved, where = yaml_load(run.config.read_text()), "config.yaml"
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UserError(f"{run.config} is not readable YAML ({exc}); choose another --out") from None
+    else:  # a folder the killed attempt set up without writing its config yet is started over
+        return RestartPlan(resume=False, overwrite=overwrite or _set_up_only(run))
+    ours = cfg.to_dict()
+    for key, mine, theirs in differences(ours, normalized(saved), sections=("model", "data", "training"),
+                                         skip=tuple(RESUMABLE)):
+        if overwrite:
+            return RestartPlan(resume=False, overwrite=True)
+        raise UserError(
+            f"--out {run.root} holds a run whose config differs from this command's at {key} ({show(theirs)} in its "
+            f"{where}, {show(mine)} here); after a torchrun restart a run is continued only with the config it was "
+            "started with: choose another --out (or add --overwrite to start over)"
+        )
+    if not run.last_checkpoint.is_file():
+        return RestartPlan(resume=False, overwrite=True)
+    changes = {key: ours["training"][key.split(".", 1)[1]] for key in RESUMABLE}
+    return RestartPlan(resume=True, changes=changes)
 
 
 def check_resume_flags(
@@ -306,7 +504,10 @@ __all__ = [
     "check_resume_flags",
     "check_resumable",
     "describe",
+    "differences",
+    "normalized",
     "parse_changes",
+    "plan_restart",
     "plan_resume",
     "read_history",
     "record_changes",
