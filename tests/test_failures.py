@@ -204,7 +204,7 @@ def test_every_failed_write_is_one_line_and_keeps_the_previous_state(world, kind
 
 
 def test_a_full_disk_inside_torch_save_is_named(tmp_path, monkeypatch):
-    WriteFaults(monkeypatch, fail_at=2, code=errno.ENOSPC)
+    WriteFaults(monkeypatch, fail_at=1, code=errno.ENOSPC)
     target = tmp_path / "c.pt"
     target.write_bytes(b"previous")
     with pytest.raises(gankit.errors.UserError, match="no space left on the device while writing .*the previous "
@@ -226,6 +226,13 @@ def test_a_run_whose_first_checkpoint_cannot_be_written_says_so(tmp_path, monkey
     assert len(err) == 1 and "before its first checkpoint, so there is nothing to resume" in err[0], err
     assert not (run / "checkpoints" / "last.pt").exists() and _temporaries(run) == []
     monkeypatch.setattr("gankit.training.checkpoints.save_checkpoint", original)
+    # the folder it leaves is explained by --resume, and the command it gives starts the run again
+    assert exit_status(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stopped before writing its first checkpoint, so there is nothing to resume" in err[0]
+    again = err[0].split("start it again: gankit ")[1].split()
+    assert exit_status([*again, "--steps", "1", "--no-progress"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
 
 
 def test_write_json_is_strict(tmp_path):

@@ -256,9 +256,15 @@ def check_config_file(run: RunDir, state: Mapping[str, Any]) -> None:
 
 
 def check_resumable(run: RunDir) -> None:
-    """A one-line :class:`UserError` unless ``run`` holds ``checkpoints/last.pt``."""
-    if not run.last_checkpoint.is_file():
-        raise UserError(f"--resume {run.root}: no checkpoints/last.pt there; is it a gankit run folder?")
+    """A one-line :class:`UserError` unless ``run`` holds ``checkpoints/last.pt``; a run folder without one (it
+    stopped before its first checkpoint, e.g. on a full disk) is told how to start again."""
+    if run.last_checkpoint.is_file():
+        return
+    if run.config.is_file():
+        raise UserError(f"--resume {run.root}: the run stopped before writing its first checkpoint, so there is "
+                        f"nothing to resume; start it again: gankit train --config {run.config} --out {run.root} "
+                        "--overwrite")
+    raise UserError(f"--resume {run.root}: no checkpoints/last.pt there; is it a gankit run folder?")
 
 
 @dataclasses.dataclass(frozen=True)
