@@ -61,6 +61,7 @@ def resolve(
     cfg = resolve_config(preset, config_file, overrides, sets)
     folder = Path(out) if out else default_out(cfg.preset)
     check_writable(folder)  # before any work
+    select_device(cfg.training.device)  # a device that is not there is refused before the run folder is made
     source = open_training_data(cfg.data, cfg.model, progress=progress if distributed.current().is_main else False)
     return cfg, folder, source
 
