@@ -375,8 +375,10 @@ class RunDir:
     TENSORBOARD = "tensorboard"
     CLASSES = "classes.json"
     RESUME_HISTORY = "resume_history.json"
+    JOB = ".gankit.job"  # the torchrun job training it: its restarts may continue the run, no other command
     # what gankit train writes, so what --overwrite removes (and nothing else of the folder)
-    ARTEFACTS = (CONFIG, CHECKPOINTS, SAMPLES, METRICS, LOSS_PLOT, GENERATOR, TENSORBOARD, CLASSES, RESUME_HISTORY)
+    ARTEFACTS = (CONFIG, CHECKPOINTS, SAMPLES, METRICS, LOSS_PLOT, GENERATOR, TENSORBOARD, CLASSES, RESUME_HISTORY,
+                 JOB)
     # Not an artefact: it is never removed (deleting a lock file others may hold open breaks flock's exclusion)
     LOCK = ".gankit.lock"
 
@@ -444,6 +446,10 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.root / self.LOCK
+
+    @property
+    def job(self) -> Path:
+        return self.root / self.JOB
 
     def written_folders(self) -> tuple[Path, ...]:
         """The folders training writes files into (where a killed write can leave a temporary)."""

@@ -55,8 +55,10 @@ def errors(capsys) -> list[str]:
 
 @pytest.mark.slow
 def test_after_a_restart_the_same_command_resumes_its_run_and_refuses_another_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-1")  # one torchrun job: its first attempt marks the run
     run = tmp_path / "run"
     assert main([*train_args(3), "--out", str(run)]) == 0
+    assert (run / ".gankit.job").read_text().startswith("job-1:")
     capsys.readouterr()
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     # steps is one of the keys a resume may change: the command's 6 is the resume's change, recorded as such
@@ -79,6 +81,12 @@ def test_after_a_restart_the_same_command_resumes_its_run_and_refuses_another_co
     # --overwrite asked to start over: so it does
     assert main([*train_args(2), "--out", str(run), "--set", "model.z_dim=32", "--overwrite"]) == 0
     assert load_checkpoint(run / "checkpoints/last.pt")["config"]["model"]["z_dim"] == 32
+    # a restart of another torchrun job never continues this run: it is refused as a first attempt refuses it
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-2")
+    before = snapshot(run)
+    assert main([*train_args(4), "--out", str(run), "--set", "model.z_dim=32"]) == 2
+    assert "already holds a run" in errors(capsys)[0]
+    assert snapshot(run) == before
     # the first attempt (no restart) refuses an existing run as always
     monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
     assert main([*train_args(4), "--out", str(run), "--set", "model.z_dim=32"]) == 2
@@ -91,6 +99,7 @@ def test_the_data_section_is_compared_as_the_run_recorded_it(tmp_path, monkeypat
         for i in range(3):
             save_image(tmp_path / "pets" / name / f"{i}.png", noise(20, 18, seed=10 * k + i))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-1")
     args = ["--data", "pets", "--set", "model.num_classes=3", "--set", "model.channels=3", "--set",
             "data.num_workers=0", "--out", "run"]
     assert main([*train_args(2), *args]) == 0

@@ -25,7 +25,7 @@ from gankit import interrupts
 from gankit.config import RunConfig, resolve_config
 from gankit.data import DataSource, open_training_data
 from gankit.device import select_device
-from gankit.io import check_writable
+from gankit.io import RunDir, atomic_write, check_writable
 from gankit.training import Trainer, TrainingInterrupted, distributed, new_run_dir
 from gankit.training.lock import RunLock
 from gankit.training.resume import (
@@ -159,6 +159,24 @@ def restart(
     return trainer
 
 
+def _ours(out: str | Path) -> bool:
+    """Whether ``out`` is being trained by this torchrun job (an earlier attempt of it took the folder): only
+    then may a restart continue it. Any other folder is treated as the first attempt treats it (refused, or
+    replaced with ``--overwrite``)."""
+    job, marker = distributed.elastic_job(), RunDir(out).job
+    try:
+        return job is not None and marker.is_file() and marker.read_text().strip() == job
+    except OSError:
+        return False
+
+
+def _mark_job(run: RunDir) -> None:
+    """Record (rank 0) that this torchrun job trains ``run``, so that its restarts may continue it."""
+    job = distributed.elastic_job()
+    if job is not None and distributed.current().is_main:
+        atomic_write(run.job, job + "\n")
+
+
 def fit(trainer: Trainer, say: Callable[..., None]) -> int:
     """Train to the end; exit status 0, or 130 / 143 after Ctrl-C / SIGTERM (checkpoint saved, the command that
     resumes said). SIGTERM interrupts like Ctrl-C (the command line's :func:`gankit.interrupts.sigterm_as_interrupt`;
@@ -199,13 +217,14 @@ def train(
                                          lock_wait=RESTART_LOCK_WAIT if attempt else 0.0)
                     say(f"gankit: resuming {resume} at step {trainer.step} of {trainer.cfg.training.steps}",
                         file=sys.stderr)
-                elif attempt and new_run.get("out"):
+                elif attempt and new_run.get("out") and distributed.decided_by_main(lambda: _ours(new_run["out"])):
                     trainer = restart(say, progress=progress, held=held, **new_run)
                 else:
                     trainer = start(progress=progress, held=held, **new_run)
                     cfg = trainer.cfg
                     say(f"gankit: training {cfg.preset or cfg.model.family} on {trainer.device} for "
                         f"{cfg.training.steps} steps into {trainer.run_dir}", file=sys.stderr)
+                _mark_job(trainer.run)
             except RunComplete as exc:
                 if not attempt:
                     raise

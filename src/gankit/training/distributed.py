@@ -52,6 +52,13 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def elastic_job() -> str | None:
+    """This torchrun job's identity, the same in every attempt of it and different for any other job: its
+    rendezvous id and the pid of its torchrun agent (the workers' parent). None without torchrun."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    return None if run_id is None else f"{run_id}:{os.getppid()}"
+
+
 def restart_count() -> int:
     """How many times torchrun has restarted this group of processes (0: the first attempt, or no torchrun)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
