@@ -402,14 +402,12 @@ def test_an_interrupted_sample_into_a_folder_removes_what_it_wrote(world, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["evaluate", "interpolate"])
+@pytest.mark.parametrize("command", ["evaluate"])
 def test_ctrl_c_in_a_command_is_one_line_and_leaves_no_output(world, tmp_path, command):
     out = tmp_path / "out"
     args = {
         "evaluate": ["evaluate", "--checkpoint", str(world / "g.safetensors"), "--data", "digits", "--num",
                      "2000000", "--metrics", "fid", "--features", "digits", "--no-progress", "--out", f"{out}.json"],
-        "interpolate": ["interpolate", "--checkpoint", str(world / "g.safetensors"), "--rows", "1000", "--steps",
-                        "10", "--out", f"{out}.png"],
     }[command]
     env = {**os.environ, "GANKIT_CACHE_DIR": str(world / "cache")}
     proc = subprocess.Popen(_gankit(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
@@ -433,3 +431,71 @@ def test_training_shows_signs_of_life_where_stderr_is_no_terminal(tmp_path):
     assert "step/s" in lines[-1] and "d=" in lines[-1]
     assert "gankit: training sagan-digits on cpu for 3 steps" in proc.stderr  # the messages are on stderr too
     assert proc.stdout.startswith("gankit: done at step 3.")  # the result on stdout
+
+
+def test_out_of_memory_is_one_line_exit_2(monkeypatch, capsys):
+    import gankit.apps.presets
+
+    def exhausted():
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 80000000000 bytes")
+
+    monkeypatch.setattr(gankit.apps.presets, "preset_table", exhausted)
+    assert main(["presets"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gankit: error: out of memory (") and "lower --batch-size" in err[0]
+
+
+def test_a_bug_is_one_line_exit_1_and_debug_shows_it(monkeypatch, capsys):
+    import gankit.apps.presets
+
+    def broken():
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(gankit.apps.presets, "preset_table", broken)
+    assert main(["presets"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gankit: internal error (ZeroDivisionError: division by zero); this is a bug in gankit: rerun "
+                   "with --debug for the traceback and report it"]
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "presets"])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--set", "training.eval_every=2", "--set", "training.eval_num=3"], "training.eval_num must be an integer >= 6"),
+    (["--set", "data.subset_seed=-1", "--set", "data.max_images=100"], "data.subset_seed must be an integer in"),
+    (["--set", "training.g_lr=1" + "0" * 400], "training.g_lr must be a number"),
+])
+def test_config_values_that_used_to_fail_late(tmp_path, capsys, argv, message):
+    assert exit_status([*TRAIN, "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_augment_policy_list_of_older_configs_reads_as_the_comma_text():
+    from gankit.config import TrainingConfig
+
+    assert TrainingConfig(augment_policy=["color", "translation"]).augment_policy == "color,translation"
+
+
+def test_a_malformed_progress_interval_falls_back_to_the_default(monkeypatch):
+    from gankit import log
+
+    monkeypatch.setenv("GANKIT_PROGRESS_SECONDS", "abc")
+    monkeypatch.setattr(log, "_is_terminal", lambda: False)
+    bar = log.progress(10, desc="x")
+    assert isinstance(bar, log.PlainProgress) and bar.every == log.PLAIN_EVERY_S
+
+
+def test_a_folder_given_as_a_file_output_is_refused_before_any_work(world, tmp_path, capsys, monkeypatch):
+    import gankit.apps.evaluate as app
+
+    monkeypatch.setattr(app, "load_generator", lambda *a, **k: pytest.fail("work started"))
+    folder = tmp_path / "somedir"
+    folder.mkdir()
+    argv = ["evaluate", "--checkpoint", str(world / "g.safetensors"), "--data", "digits", "--overwrite",
+            "--out", str(folder)]
+    assert exit_status(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gankit: error: --out {folder} is a folder; give a file name for the output"]

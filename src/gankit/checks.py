@@ -32,7 +32,12 @@ def _is_type(value: Any, kind: Any) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:  # an integer is a number (YAML's 1 for 1.0); NaN and infinities are no setting
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        try:
+            return math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            return False
     if kind is str:
         return isinstance(value, str)
     raise TypeError(f"no check for annotation {kind!r}")

@@ -479,9 +479,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        if _out_of_memory(exc):  # the device's limit, not a bug
+            return _fail(f"out of memory ({first[:120]}); lower --batch-size (or --num), or use a device with more "
+                         "memory")
         print(f"gankit: internal error ({type(exc).__name__}{': ' + first if first else ''}); this is a bug in "
               "gankit: rerun with --debug for the traceback and report it", file=sys.stderr)
         return 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, torch.OutOfMemoryError (CUDA, MPS) or the CPU allocator's failure."""
+    text = str(exc)
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def _fail(message: str) -> int:

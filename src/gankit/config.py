@@ -89,6 +89,7 @@ class DataConfig:
                          hint=" (0: decode in the training process)")
         if self.max_images is not None:
             check_number("data.max_images", self.max_images, integer=True, low=1, hint=" (or null: all images)")
+        check_number("data.subset_seed", self.subset_seed, integer=True, low=0, high=SEED_LIMIT, high_open=True)
         if self.dataset == "digits" and self.path is not None:
             raise UserError("the built-in digits dataset takes no --data path; drop --data or set data.dataset")
         if self.dataset in ("digits", "mnist", "cifar10", "cache") and self.labels == "subdirs":
@@ -142,6 +143,8 @@ class TrainingConfig:
     lecam_start: int = 1000  # step from which the EMAs decay (before: they follow the last batch) and LeCam acts
 
     def __post_init__(self) -> None:
+        if isinstance(self.augment_policy, (list, tuple)):  # a list of ops, as runs before this check could hold
+            object.__setattr__(self, "augment_policy", ",".join(map(str, self.augment_policy)))
         check_field_types(self, "training")
 
     def validate(self) -> None:
@@ -174,7 +177,8 @@ class TrainingConfig:
         check_number("training.drift", self.drift, low=0)
         if self.eval_every is not None:
             check_number("training.eval_every", self.eval_every, integer=True, low=0, hint=" (0 or null: off)")
-        check_number("training.eval_num", self.eval_num, integer=True, low=2)
+        # every metric needs a few images (density/coverage: k + 1 = 6 neighbours, gankit.metrics.evaluate.MIN_IMAGES)
+        check_number("training.eval_num", self.eval_num, integer=True, low=6, hint=" (the metrics need neighbours)")
         self._validate_augmentation()
 
     def _validate_augmentation(self) -> None:

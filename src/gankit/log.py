@@ -84,7 +84,10 @@ def progress(total: int | None = None, *, desc: str | None = None, unit: str = "
     """Progress on stderr, rank 0 only: ``enabled`` None draws a bar on a terminal and writes plain lines
     elsewhere (:class:`PlainProgress`); True draws a bar; False shows nothing."""
     if enabled is None and _speaks() and not _is_terminal():
-        every = float(os.environ.get("GANKIT_PROGRESS_SECONDS", PLAIN_EVERY_S))
+        try:
+            every = float(os.environ.get("GANKIT_PROGRESS_SECONDS", PLAIN_EVERY_S))
+        except ValueError:  # a malformed setting only changes how often progress is shown
+            every = PLAIN_EVERY_S
         return PlainProgress(total, desc, unit, initial, every)
     disable = (not enabled) if enabled is not None else None
     if not _speaks():

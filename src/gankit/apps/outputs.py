@@ -20,13 +20,17 @@ Member = tuple[str, np.dtype, tuple[int, ...], Iterable[np.ndarray]]
 
 
 @contextlib.contextmanager
-def claim_outputs(paths: Iterable[str | Path], *, overwrite: bool = False, param: str = "out") -> Iterator[None]:
+def claim_outputs(
+    paths: Iterable[str | Path], *, overwrite: bool = False, param: str = "out", folders: bool = False
+) -> Iterator[None]:
     """Claim every output of a command before its work starts, and hold the claim while it runs: each path can be
-    written (:func:`gankit.io.check_writable`), no other gankit command writes it (:class:`OutputLock`), and none
-    replaces an existing file unless ``overwrite`` (checked under the lock, so two commands cannot both find the
-    path free)."""
+    written (:func:`gankit.io.check_writable`; a file output is no existing folder, unless ``folders``), no other
+    gankit command writes it (:class:`OutputLock`), and none replaces an existing file unless ``overwrite``
+    (checked under the lock, so two commands cannot both find the path free)."""
     targets = [Path(p) for p in paths]
     for target in targets:
+        if not folders and target.is_dir():
+            raise ParameterError(param, f"{target} is a folder; give a file name for the output")
         check_writable(target, param)
     with contextlib.ExitStack() as held:
         for target in targets:

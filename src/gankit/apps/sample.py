@@ -90,7 +90,7 @@ def write_samples(
     out = Path(out)
     chunks = sample_chunks(generator, spec)
     if out_str.endswith(("/", "\\")) or out.is_dir():
-        with claim_outputs([out], overwrite=True):  # writable, one writer; numbered PNGs are checked next
+        with claim_outputs([out], overwrite=True, folders=True):  # writable, one writer; numbered PNGs next
             _refuse_numbered_pngs(out, overwrite)
             _write_folder(out, chunks, num, progress)
         return [out]

@@ -14,6 +14,7 @@ is, and :func:`init_distributed` keeps the attempts' process groups apart (see :
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from gankit import log
+from gankit import interrupts, log
 from gankit.errors import ParameterError, UserError
 
 T = TypeVar("T")
@@ -74,6 +75,8 @@ def init_distributed(device: torch.device) -> DistInfo:
         import torch._dynamo  # noqa: F401
 
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":  # one GPU per process before any collective (NCCL uses the current device)
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         store = _attempt_store()
         if store is None:
             dist.init_process_group(backend=backend)
@@ -236,4 +239,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     """Re-run ``gankit <argv>`` under torchrun with ``nproc`` processes on this node; returns its exit code."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "gankit", *argv]
-    return subprocess.call(cmd)
+    child = subprocess.Popen(cmd)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: torchrun passes it on to the ranks (they save a
+            # checkpoint); wait for them instead of leaving them running without a parent
+            child.send_signal(signal.SIGTERM if isinstance(exc, interrupts.Terminated) else signal.SIGINT)
