@@ -283,8 +283,10 @@ def test_run_dir_names_every_file_of_a_run_folder(tmp_path):
     assert (run.tensorboard, run.classes, run.resume_history, run.lock) == (
         root / "tensorboard", root / "classes.json", root / "resume_history.json", root / ".gankit.lock")  # fmt: skip
     assert run.written_folders() == (root, root / "checkpoints", root / "samples")
+    assert run.job == root / ".gankit.job"
     assert set(RunDir.ARTEFACTS) == {"config.yaml", "checkpoints", "samples", "metrics.csv", "loss.png",
-                                     "generator.safetensors", "tensorboard", "classes.json", "resume_history.json"}
+                                     "generator.safetensors", "tensorboard", "classes.json", "resume_history.json",
+                                     ".gankit.job"}
     assert RunDir.LOCK not in RunDir.ARTEFACTS  # --overwrite never deletes a lock others may hold
 
 

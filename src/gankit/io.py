@@ -361,6 +361,7 @@ class RunDir:
         generator.safetensors       the EMA generator export
         classes.json                class names of labelled image folders
         resume_history.json         settings changed on resume: step, key, old and new value, time
+        .gankit.job                 the torchrun job training it (its restarts may continue the run)
         .gankit.lock                the writer's lock (flock; holds its pid), see gankit.training.lock
     """
 
