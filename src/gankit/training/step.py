@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
+import gankit.training.distributed as distributed
 from gankit.augment import LeCam, build_augment
 from gankit.config import RunConfig
 from gankit.data import DataBatches
 from gankit.device import autocast_dtype
 from gankit.losses import AdversarialLoss
 from gankit.models.registry import build_discriminator, build_generator
-from gankit.training import distributed
 from gankit.training.ema import EMA
 from gankit.training.growth import LOG_COLUMNS as GROWTH_COLUMNS
 from gankit.training.growth import GrowthController
