@@ -34,6 +34,7 @@ from gankit.data.cache import read_header
 from gankit.io import is_temporary_name, load_checkpoint, read_safetensors, write_json
 from gankit.training.lock import OutputLock
 from tests.data_writers import noise, save_image, snapshot
+from tests.test_bad_inputs import exit_status
 from tests.tiny import TINY_SETS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,13 +42,6 @@ TRAIN = ["train", "--preset", "sagan-digits", "--device", "cpu", "--no-progress"
          "--set", "training.tensorboard=false"]
 ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EIO: "input/output error",
           errno.EACCES: "permission denied"}
-
-
-def exit_status(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code)
 
 
 @pytest.fixture(scope="module")
