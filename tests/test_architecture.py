@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gankit"
 
 # First path component under gankit/ (module or package) -> layer, low to high.
 LAYERS = {
-    "errors": 0, "version": 0, "checks": 0, "interrupts": 0, "io": 0, "device": 0, "images": 0, "log": 0,
+    "errors": 0, "version": 0, "interrupts": 0, "io": 0, "device": 0, "images": 0, "log": 0,
     "nn": 1,
     "models": 2,
     "losses": 3, "compat": 3, "augment": 3,

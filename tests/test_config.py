@@ -1,4 +1,4 @@
-"""Run configuration (``gankit.config``) and the checker of config values (``gankit.checks``): the presets, YAML as
+"""Run configuration (``gankit.config``) and the checker of config values (``gankit.errors``): the presets, YAML as
 gankit reads it, ``--set`` assignments, the flags of ``gankit train``, the order in which they combine, the type
 of every value (from the dataclass annotations) and the range of each number, each mistake a one-line error that
 names the key and leaves nothing on disk."""
@@ -17,7 +17,6 @@ import torch
 import yaml
 
 from gankit.apps.presets import first_sentence, preset_table
-from gankit.checks import build_section, check_field_types, check_number
 from gankit.cli import build_parser, main
 from gankit.config import (
     SEED_LIMIT,
@@ -36,7 +35,7 @@ from gankit.config import (
     resolve_config,
     yaml_load,
 )
-from gankit.errors import UserError
+from gankit.errors import UserError, build_section, check_field_types, check_number
 from gankit.models import FAMILIES, SAGANConfig, build_discriminator, build_generator
 from tests.data_writers import snapshot
 from tests.tiny import trainer_run

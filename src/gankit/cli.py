@@ -18,8 +18,7 @@ import sys
 from collections.abc import Callable
 
 from gankit import interrupts
-from gankit.checks import SEED_LIMIT
-from gankit.errors import ParameterError, UserError
+from gankit.errors import SEED_LIMIT, ParameterError, UserError
 from gankit.version import __version__
 
 DATASET_CHOICES = ("folder", "mnist", "cifar10", "digits", "cache")  # gankit.config.DATASETS less "auto"

@@ -22,8 +22,7 @@ from typing import Any
 import yaml
 
 from gankit.augment import AUGMENT_KINDS, DEFAULT_POLICY, parse_policy
-from gankit.checks import SEED_LIMIT, build_section, check_field_types, check_number
-from gankit.errors import UserError, did_you_mean
+from gankit.errors import SEED_LIMIT, UserError, build_section, check_field_types, check_number, did_you_mean
 from gankit.losses import LOSS_NAMES
 from gankit.models.base import ModelConfig
 from gankit.models.registry import model_config_from_dict

@@ -16,8 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from gankit.checks import build_section, check_field_types, check_number
-from gankit.errors import ParameterError, UserError
+from gankit.errors import ParameterError, UserError, build_section, check_field_types, check_number
 from gankit.io import save_generator_export
 from gankit.nn import fold_spectral_norm, has_spectral_norm
 
@@ -29,7 +28,7 @@ class ModelConfig:
     """Base of the frozen per-family config dataclasses; stored as plain data in checkpoints.
 
     The fields every family has are declared here; a family redeclares one to change its default. Every field's
-    type is checked when a config is made (:func:`gankit.checks.check_field_types`), its range by :meth:`validate`.
+    type is checked when a config is made (:func:`gankit.errors.check_field_types`), its range by :meth:`validate`.
     """
 
     family: ClassVar[str] = ""

@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.checks import check_number
-from gankit.errors import UserError
+from gankit.errors import UserError, check_number
 from gankit.nn import ConditionalBatchNorm2d, maybe_spectral_norm
 
 INIT_SCHEMES = ("normal", "xavier", "default")

@@ -21,7 +21,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from gankit.checks import check_number
+from gankit.errors import check_number
 from gankit.models.base import (
     Discriminator,
     Generator,

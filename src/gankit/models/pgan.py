@@ -37,8 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.checks import check_number
-from gankit.errors import UserError
+from gankit.errors import UserError, check_number
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
 from gankit.nn.equalized import (
     SQRT2,

@@ -22,8 +22,7 @@ import re
 import torch
 from torch import nn
 
-from gankit.checks import check_number
-from gankit.errors import UserError
+from gankit.errors import UserError, check_number
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
 from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, projection, projection_embedding
 from gankit.nn import SelfAttention2d, spectral_norm_all

@@ -46,8 +46,7 @@ from starlette.routing import Route
 from gankit import interrupts
 from gankit.api import load_generator
 from gankit.apps.explore.core import MODES, Explorer, Limits, Query
-from gankit.checks import check_number
-from gankit.errors import ParameterError, UserError
+from gankit.errors import ParameterError, UserError, check_number
 
 LOOPBACK_HOST_HEADERS = ("127.0.0.1", "localhost", "[::1]", "::1")
 PAGE_FILES = {"/": ("page.html", "text/html; charset=utf-8"),
