@@ -244,6 +244,13 @@ class Generator(_Network):
         GAN without ``output_tanh``: raw to_rgb outputs, trained toward [-1, 1], clamped for display)."""
         return None if getattr(self.config, "output_tanh", True) is False else [-1.0, 1.0]
 
+    def latent_weight(self) -> torch.Tensor:
+        """The first layer's linear map from the latent, as a ``(features, z_dim)`` matrix ``A`` with
+        ``first_layer_preactivation(z) = A @ z + b`` (eval-mode effective weight: spectral norm and equalised-lr
+        scales applied; columns of latent dims that do not enter the first layer are zero). What closed-form
+        direction finding (SeFa) factorises; every family starts with such a map."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its first layer's latent map")
+
     def spectral_norm_folded(self) -> bool:
         """True when the spectral norm this family's config puts in G was folded into plain weights
         (``gankit export --fold-sn``): a loader must fold a fresh model the same way before loading them."""
