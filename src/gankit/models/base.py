@@ -141,6 +141,22 @@ def truncated_normal(z: torch.Tensor, truncation: float) -> torch.Tensor:
 N = TypeVar("N", bound="_Network")
 
 
+def latent_matrix(layer: nn.Module, z_dim: int) -> torch.Tensor:
+    """The ``(features, z_dim)`` matrix of a first layer that maps the latent linearly: a ``Linear`` (its weight),
+    a transposed convolution applied to the latent as a ``(B, z_dim, 1, 1)`` map (each output pixel is
+    ``W[:, :, i, j]^T z``: the kernel read as ``(out * kh * kw, z_dim)``), or an equalised linear (weight times its
+    run-time scale). Effective eval-mode weights: spectral norm applied, detached, float32, on the CPU."""
+    with torch.no_grad():
+        weight = layer.weight.detach().float().cpu() * float(getattr(layer, "scale", 1.0))
+        if isinstance(layer, nn.ConvTranspose2d):
+            matrix = weight.permute(1, 2, 3, 0).reshape(-1, weight.shape[0])
+        else:
+            matrix = weight.reshape(weight.shape[0], -1)
+    if matrix.shape[1] < z_dim:
+        raise NotImplementedError(f"the first layer takes {matrix.shape[1]} inputs, fewer than z_dim {z_dim}")
+    return matrix[:, :z_dim].contiguous()
+
+
 class _Network(nn.Module):
     """What G and D share: the constructor preamble (validate the config, keep it, ``num_classes``), building a
     network from stored weights (:meth:`from_state`) and loading weights written by any gankit version."""

@@ -28,6 +28,7 @@ from gankit.models.base import (
     ModelConfig,
     check_conv_family,
     check_power_of_two,
+    latent_matrix,
 )
 from gankit.models.blocks import (
     DConvBlock,
@@ -91,6 +92,9 @@ class DCGANGenerator(Generator):
         for _ in range(cfg.extra_layers):
             self.blocks.append(GConvBlock(make(nn.Conv2d(in_ch, in_ch, 3, 1, 1)), in_ch, cfg.num_classes, cfg.init))
         self.to_image = LayerMaker(init=cfg.init, sn=False)(nn.ConvTranspose2d(in_ch, cfg.channels, 4, 2, 1))
+
+    def latent_weight(self) -> torch.Tensor:
+        return latent_matrix(self.blocks[0].conv, self.z_dim)  # the 1x1 -> 4x4 transposed conv
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y, z.shape[0])

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import UserError, check_number
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two, latent_matrix
 from gankit.nn.equalized import (
     SQRT2,
     EqualizedConv2d,
@@ -260,6 +260,10 @@ class ProgressiveGenerator(_Growing, Generator):
         if y is not None:
             z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
         return self.synthesize(z)
+
+    def latent_weight(self) -> torch.Tensor:
+        # the equalised linear after pixel norm; its first z_dim inputs are the latent (the class part follows)
+        return latent_matrix(self.input_layer, self.z_dim)
 
     def synthesize(self, v: torch.Tensor) -> torch.Tensor:
         """Raw input ``(B, z_dim + num_classes)`` or ``(B, z_dim + num_classes, 1, 1)`` -> ``(B, C, R, R)``."""

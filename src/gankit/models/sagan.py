@@ -23,7 +23,14 @@ import torch
 from torch import nn
 
 from gankit.errors import UserError, check_number
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, check_power_of_two
+from gankit.models.base import (
+    Discriminator,
+    Generator,
+    ModelConfig,
+    check_conv_family,
+    check_power_of_two,
+    latent_matrix,
+)
 from gankit.models.blocks import DConvBlock, GConvBlock, LayerMaker, projection, projection_embedding
 from gankit.nn import SelfAttention2d, spectral_norm_all
 
@@ -130,6 +137,9 @@ class SAGANGenerator(Generator):
         """gankit <= 0.1 had SAGAN's own block with its norm at ``blocks.K.norm``; the shared block nests it in
         :class:`~gankit.models.blocks.Norm2d` at ``blocks.K.norm.norm``."""
         return _renamed(state, r"^blocks\.(\d+)\.norm\.(?!norm\.)", r"blocks.\1.norm.norm.")
+
+    def latent_weight(self) -> torch.Tensor:
+        return latent_matrix(self.blocks[0].conv, self.z_dim)  # the 1x1 -> 4x4 transposed conv
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y, z.shape[0])

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from gankit.errors import UserError
-from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family
+from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, latent_matrix
 from gankit.models.blocks import (
     DConvBlock,
     DResBlock,
@@ -136,6 +136,10 @@ class SNGANGenerator(Generator):
             self.blocks = nn.ModuleList(GResBlock(g, g, num_classes=k, make=make) for _ in range(3))
             self.out_norm = Norm2d(g, k, cfg.init)
             self.to_image = last(nn.Conv2d(g, cfg.channels, 3, 1, 1))
+
+    def latent_weight(self) -> torch.Tensor:
+        first = self.stem if self.stem is not None else self.blocks[0].conv  # dense stem, or mnist's 1x1 ConvT
+        return latent_matrix(first, self.z_dim)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y, z.shape[0])
