@@ -7,6 +7,7 @@ from typing import Any
 
 from gankit.errors import UserError, did_you_mean
 from gankit.models.base import Discriminator, Generator, ModelConfig
+from gankit.models.biggan import BigGANDiscriminator, BigGANGenerator
 from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gankit.models.pgan import ProgressiveDiscriminator, ProgressiveGenerator
 from gankit.models.sagan import SAGANDiscriminator, SAGANGenerator
@@ -34,6 +35,7 @@ FAMILIES: dict[str, Family] = {
         _family(ProgressiveGenerator, ProgressiveDiscriminator),
         _family(SNGANGenerator, SNGANDiscriminator),
         _family(DCGANGenerator, DCGANDiscriminator),
+        _family(BigGANGenerator, BigGANDiscriminator),
     )
 }
 
