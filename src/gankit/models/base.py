@@ -6,6 +6,7 @@ The trainer, the CLI and the loaders only use this interface: ``G(z, y)``, ``G.s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -266,6 +267,12 @@ class Generator(_Network):
         scales applied; columns of latent dims that do not enter the first layer are zero). What closed-form
         direction finding (SeFa) factorises; every family starts with such a map."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its first layer's latent map")
+
+    def traceable(self) -> contextlib.AbstractContextManager[None]:
+        """A context within which ``forward`` can be traced for export (``torch.export``, ONNX) at this generator's
+        current state: what a family decides in Python from a buffer's value (a Progressive GAN's fade-in) is
+        fixed at entry. Eager outputs inside are those outside. No-op for the fixed architectures."""
+        return contextlib.nullcontext()
 
     def spectral_norm_folded(self) -> bool:
         """True when the spectral norm this family's config puts in G was folded into plain weights

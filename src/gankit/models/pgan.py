@@ -29,8 +29,10 @@ config because it decides which architecture exists at each training step; the t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -141,6 +143,7 @@ class _Growing:
     blocks: nn.ModuleList
 
     grows_progressively: ClassVar[bool] = True  # capability flag the trainer asks for
+    _fixed_fade: tuple[float | None] | None = None  # set within traceable(): the fade as a Python number
 
     @property
     def scale(self) -> int:
@@ -159,12 +162,31 @@ class _Growing:
         with torch.no_grad():
             self.alpha.fill_(float(alpha))
 
-    def _fading(self) -> float | None:
-        """The current alpha when a fade-in is under way, else None."""
+    def _fading(self) -> float | torch.Tensor | None:
+        """The current alpha when a fade-in is under way, else None (no blend at all).
+
+        Eager: a Python float read from the ``alpha`` buffer. Traced for export, where Python cannot branch on a
+        buffer's value (``torch.export`` stops at ``float(alpha)``): the number fixed by :meth:`traceable`, else
+        the buffer itself, a tensor op that blends at every alpha (at 1 the new scale alone, as eager).
+        """
         if self.scale == 0:
             return None
+        if self._fixed_fade is not None:
+            return self._fixed_fade[0]
+        if torch.compiler.is_exporting():
+            return self.alpha
         a = float(self.alpha)
         return a if a < 1.0 else None
+
+    @contextlib.contextmanager
+    def traceable(self) -> Iterator[None]:
+        """Within: the fade is fixed at the current alpha as a Python number (none once fully grown), so an
+        exported graph holds exactly the eager computation and no dead blend."""
+        self._fixed_fade = (self._fading(),)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            self.__dict__.pop("_fixed_fade", None)
 
     def grow(self) -> None:
         """Add one scale (doubling the resolution); the new scale starts invisible (``alpha = 0``)."""

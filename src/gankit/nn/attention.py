@@ -27,7 +27,8 @@ def reference_attention() -> Iterator[None]:
     """Within this context every :class:`SelfAttention2d` uses the explicit bmm + softmax path.
 
     For checking a whole model against the reference formulation, and for counting the model's FLOPs without
-    the fused path's zero padding.
+    the fused path's zero padding. A model traced for export (``torch.export``, the ONNX exporters) takes this
+    path too: its shapes follow the batch, where the blocked path loops over the samples in Python.
     """
     global _FORCE_EXPLICIT
     previous, _FORCE_EXPLICIT = _FORCE_EXPLICIT, True
@@ -100,7 +101,8 @@ class SelfAttention2d(nn.Module):
         q, k, v = self._project(x)
         if return_attention:
             return self._explicit(x, q, k, v)
-        if _FORCE_EXPLICIT:
+        if _FORCE_EXPLICIT or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # traced for export (ONNX): plain ops whose shapes follow the batch; the blocked path loops over it
             return self._explicit(x, q, k, v)[0]
         if q.device.type == "cpu" and _blocked_is_faster_on_cpu(q, k, v):
             o = blocked_attention(q, k, v)
