@@ -74,26 +74,27 @@ def init_layer(module: nn.Module, scheme: str, gain: float = 1.0) -> nn.Module:
 
 
 class LayerMaker:
-    """``make(layer, gain=1.0)``: initialise ``layer`` with ``init`` and wrap it in spectral norm when ``sn``."""
+    """``make(layer, gain=1.0)``: initialise ``layer`` with ``init`` and wrap it in spectral norm when ``sn``
+    (``sn_eps``: the power iteration's epsilon)."""
 
-    def __init__(self, *, init: str, sn: bool, n_power_iterations: int = 1) -> None:
-        self.init, self.sn, self.n_power_iterations = init, sn, n_power_iterations
+    def __init__(self, *, init: str, sn: bool, n_power_iterations: int = 1, sn_eps: float = 1e-12) -> None:
+        self.init, self.sn, self.n_power_iterations, self.sn_eps = init, sn, n_power_iterations, sn_eps
 
     def __call__(self, layer: nn.Module, gain: float = 1.0) -> nn.Module:
-        return maybe_spectral_norm(init_layer(layer, self.init, gain), self.sn, self.n_power_iterations)
+        return maybe_spectral_norm(init_layer(layer, self.init, gain), self.sn, self.n_power_iterations, self.sn_eps)
 
 
 class Norm2d(nn.Module):
     """``BatchNorm2d`` (``num_classes == 0``) or :class:`ConditionalBatchNorm2d`; ``forward(x (B, C, H, W),
-    y (B,) | None) -> (B, C, H, W)``."""
+    y (B,) | None) -> (B, C, H, W)``; ``eps`` is batch norm's (PyTorch's 1e-5; StudioGAN's 1e-4)."""
 
-    def __init__(self, channels: int, num_classes: int, init: str) -> None:
+    def __init__(self, channels: int, num_classes: int, init: str, eps: float = 1e-5) -> None:
         super().__init__()
         self.conditional = num_classes > 0
         self.norm = (
-            ConditionalBatchNorm2d(channels, num_classes)
+            ConditionalBatchNorm2d(channels, num_classes, eps=eps)
             if self.conditional
-            else init_layer(nn.BatchNorm2d(channels), init)
+            else init_layer(nn.BatchNorm2d(channels, eps=eps), init)
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -176,12 +177,14 @@ class GResBlock(nn.Module):
     ``up x2, conv1x1``. ``(B, C_in, H, W) -> (B, C_out, 2H, 2W)``; batch norms are conditional when
     ``num_classes > 0``."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, num_classes: int, make: LayerMaker) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, *, num_classes: int, make: LayerMaker, bn_eps: float = 1e-5
+    ) -> None:
         super().__init__()
         root2 = math.sqrt(2)
-        self.norm1 = Norm2d(in_channels, num_classes, make.init)
+        self.norm1 = Norm2d(in_channels, num_classes, make.init, bn_eps)
         self.conv1 = make(nn.Conv2d(in_channels, out_channels, 3, 1, 1), root2)
-        self.norm2 = Norm2d(out_channels, num_classes, make.init)
+        self.norm2 = Norm2d(out_channels, num_classes, make.init, bn_eps)
         self.conv2 = make(nn.Conv2d(out_channels, out_channels, 3, 1, 1), root2)
         self.shortcut = make(nn.Conv2d(in_channels, out_channels, 1))
 
@@ -228,7 +231,8 @@ def projection_embedding(cfg: ProjectionOptions, features: int, init: str) -> nn
     if not cfg.num_classes:
         return None
     sn = cfg.d_spectral_norm and cfg.embedding_spectral_norm
-    make = LayerMaker(init=init, sn=sn, n_power_iterations=cfg.sn_power_iterations)
+    sn_eps = getattr(cfg, "sn_eps", 1e-12)  # SN-GAN's config has it
+    make = LayerMaker(init=init, sn=sn, n_power_iterations=cfg.sn_power_iterations, sn_eps=sn_eps)
     return make(nn.Embedding(cfg.num_classes, features))
 
 

@@ -29,6 +29,18 @@ Spectral norm: on every convolution, linear and projection embedding of D (the l
 paper and the article) when ``d_spectral_norm``; on every layer of G except its last (to-image) layer when
 ``g_spectral_norm`` (off in the paper: SN-GAN normalises D only).
 
+``resnet_layout: studiogan`` (arch resnet) is PyTorch-StudioGAN's ``src/models/resnet.py`` (its SNGAN and SAGAN),
+so its checkpoints import exactly (:mod:`gankit.compat.studiogan`): G starts at 4x4 and has one up-block per
+doubling, with widths ``g_conv_dim`` times ``4 4 4`` (32 px), ``16 8 4 2 -> 8 4 2 1`` (64 px), ``16 16 8 4 2 ->
+16 8 4 2 1`` (128 px); D's blocks are ``2d`` wide at 32 px (down, down, same, same) and ``d, 2d, 4d, 8d, 16d``
+(+ ``16d`` at 128 px; all down but the last) otherwise. ``g_attention_blocks`` / ``d_attention_blocks`` put the
+BigGAN attention block (theta / phi ``C/8``, g ``C/2``, phi and g max-pooled, an output 1x1 conv, a scalar gain,
+spectral norm as the network's) after those blocks (1-based: StudioGAN's ``attn_g_loc`` / ``attn_d_loc``); its
+SAGAN has G ``[2]`` / D ``[1]`` at 32 px, ``[3]`` / ``[1]`` at 64 and ``[4]`` / ``[1]`` at 128. StudioGAN's other
+choices are options too: ``bn_eps 1e-4``, ``sn_eps 1e-6``, ``g_last_spectral_norm`` (SN on G's to-image conv, with
+``g_spectral_norm``) and ``out_norm_conditional: false`` (G's last batch norm is a plain affine one). Their
+defaults keep the paper's networks above unchanged.
+
 Class-conditional form (``num_classes > 0``): conditional batch norm in G and a projection discriminator
 ``D(x, y) = psi(phi(x)) + <embed(y), sum_hw phi(x)>`` (Miyato & Koyama 2018), ``phi`` being D's last feature
 map. With ``arch resnet`` this is the paper's cGAN with projection discriminator for CIFAR-10.
@@ -41,7 +53,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from gankit.errors import UserError
+from gankit.errors import UserError, check_number
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_conv_family, latent_matrix
 from gankit.models.blocks import (
     DConvBlock,
@@ -54,9 +66,30 @@ from gankit.models.blocks import (
     projection,
     projection_embedding,
 )
+from gankit.nn import SelfAttention2d
 
 SNGAN_ARCHS = ("mnist", "cnn", "resnet")
+RESNET_LAYOUTS = ("sngan", "studiogan")
 MNIST_SIZE = 28
+STUDIOGAN_BOTTOM = 4
+
+# StudioGAN's resnet.py tables, as multiples of g_conv_dim / d_conv_dim: G (in, out) per up-block; D (in, out,
+# downsample) per block, the first one the "optimized" block taking the image (its in-width 0 = the channels).
+_G_WIDTHS = {
+    32: [(4, 4), (4, 4), (4, 4)],
+    64: [(16, 8), (8, 4), (4, 2), (2, 1)],
+    128: [(16, 16), (16, 8), (8, 4), (4, 2), (2, 1)],
+    256: [(16, 16), (16, 8), (8, 8), (8, 4), (4, 2), (2, 1)],
+    512: [(16, 16), (16, 8), (8, 8), (8, 4), (4, 2), (2, 1), (1, 1)],
+}
+_D_WIDTHS = {
+    32: [(0, 2, True), (2, 2, True), (2, 2, False), (2, 2, False)],
+    64: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 16, False)],
+    128: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 16, True), (16, 16, False)],
+    256: [(0, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True), (16, 16, False)],
+    512: [(0, 1, True), (1, 1, True), (1, 2, True), (2, 4, True), (4, 8, True), (8, 8, True), (8, 16, True),
+          (16, 16, False)],
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +109,36 @@ class SNGANConfig(ModelConfig):
     d_batch_norm: bool = False  # BN after D's convolutions (arch mnist / cnn; the article's MNIST D has it)
     d_leaky_slope: float = 0.1  # LeakyReLU slope in D (arch mnist / cnn; resnet uses ReLU)
     init: str = "xavier"
+    resnet_layout: str = "sngan"  # arch resnet: "sngan" (the paper's CIFAR-10 ResNet) or "studiogan" (its resnet.py)
+    g_attention_blocks: tuple[int, ...] = ()  # arch resnet: BigGAN attention after these G blocks (1-based)
+    d_attention_blocks: tuple[int, ...] = ()  # ... and after these D blocks
+    bn_eps: float = 1e-5  # batch norm epsilon (StudioGAN: 1e-4)
+    sn_eps: float = 1e-12  # spectral norm's power-iteration epsilon (StudioGAN: 1e-6)
+    g_last_spectral_norm: bool = False  # SN also on G's to-image conv (when g_spectral_norm; StudioGAN has it)
+    out_norm_conditional: bool = True  # arch resnet: G's last batch norm conditional (StudioGAN: plain affine)
 
     def bottom_width(self) -> int:
-        """Side of G's first feature map: 1 (mnist, z as a 1x1 map) or ``image_size / 8``."""
-        return 1 if self.arch == "mnist" else self.image_size // 8
+        """Side of G's first feature map: 1 (mnist, z as a 1x1 map), 4 (resnet_layout studiogan) or
+        ``image_size / 8``."""
+        if self.arch == "mnist":
+            return 1
+        if self.arch == "resnet" and self.resnet_layout == "studiogan":
+            return STUDIOGAN_BOTTOM
+        return self.image_size // 8
+
+    def g_resnet_widths(self) -> list[tuple[int, int]]:
+        """arch resnet: (in, out) channels of each G up-block."""
+        g = self.g_conv_dim
+        if self.resnet_layout == "studiogan":
+            return [(g * i, g * o) for i, o in _G_WIDTHS[self.image_size]]
+        return [(g, g)] * 3
+
+    def d_resnet_widths(self) -> list[tuple[int, int, bool]]:
+        """arch resnet: (in, out, downsample) of each D block, the first taking the image."""
+        d = self.d_conv_dim
+        if self.resnet_layout == "studiogan":
+            return [(d * i if i else self.channels, d * o, down) for i, o, down in _D_WIDTHS[self.image_size]]
+        return [(self.channels, d, True), (d, d, True), (d, d, False), (d, d, False)]
 
     def validate(self) -> None:
         if self.arch not in SNGAN_ARCHS:
@@ -90,14 +149,55 @@ class SNGANConfig(ModelConfig):
                     f"model.arch mnist makes 28x28 images only (got image_size {self.image_size!r}); "
                     "use arch cnn or resnet for other sizes"
                 )
+        elif self.arch == "resnet" and self.resnet_layout == "studiogan":
+            if self.image_size not in _G_WIDTHS:
+                sizes = ", ".join(map(str, _G_WIDTHS))
+                raise UserError(
+                    f"model.image_size must be one of {sizes} for resnet_layout studiogan, got {self.image_size!r}"
+                )
         elif self.image_size % 8 or not 16 <= self.image_size <= 128:
             raise UserError(
                 f"model.image_size must be a multiple of 8 from 16 to 128 for arch {self.arch}, got {self.image_size!r}"
             )
         check_conv_family(self)
+        if self.resnet_layout not in RESNET_LAYOUTS:
+            raise UserError(
+                f"model.resnet_layout must be one of {', '.join(RESNET_LAYOUTS)}, got {self.resnet_layout!r}"
+            )
+        check_number("model.bn_eps", self.bn_eps, low=0, low_open=True)
+        check_number("model.sn_eps", self.sn_eps, low=0, low_open=True)
+        self._check_attention()
         if self.arch == "resnet" and self.d_batch_norm:
             raise UserError("model.d_batch_norm is for arch mnist / cnn; the SN-GAN ResNet D has no batch norm")
         check_block_options(self)
+
+    def _check_attention(self) -> None:
+        for net in ("g", "d"):
+            blocks = getattr(self, f"{net}_attention_blocks")
+            if not blocks:
+                continue
+            if self.arch != "resnet":
+                raise UserError(f"model.{net}_attention_blocks is for arch resnet (got arch {self.arch})")
+            widths = self.g_resnet_widths() if net == "g" else self.d_resnet_widths()
+            for b in blocks:
+                if not 1 <= b <= len(widths):
+                    raise UserError(
+                        f"model.{net}_attention_blocks has {b}, but {net.upper()} has blocks 1..{len(widths)}"
+                    )
+                if widths[b - 1][1] < 8:
+                    raise UserError(
+                        f"attention after {net.upper()} block {b} needs >= 8 channels, it has {widths[b - 1][1]}; "
+                        f"raise model.{net}_conv_dim"
+                    )
+
+
+def attention_block(channels: int, make: LayerMaker) -> SelfAttention2d:
+    """The BigGAN attention block (:class:`SelfAttention2d` variant ``biggan``) of ``channels``, its four 1x1
+    convolutions initialised and spectrally normalised by ``make`` (the network's own SN setting)."""
+    block = SelfAttention2d(channels, variant="biggan")
+    for name in ("query", "key", "value", "out"):
+        make(getattr(block, name))
+    return block
 
 
 class SNGANGenerator(Generator):
@@ -107,12 +207,17 @@ class SNGANGenerator(Generator):
 
     def __init__(self, cfg: SNGANConfig) -> None:
         super().__init__(cfg)
-        make = LayerMaker(init=cfg.init, sn=cfg.g_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
-        last = LayerMaker(init=cfg.init, sn=False)  # never SN on the to-image layer
+        make = LayerMaker(
+            init=cfg.init, sn=cfg.g_spectral_norm, n_power_iterations=cfg.sn_power_iterations, sn_eps=cfg.sn_eps
+        )
+        # SN on the to-image layer only when asked (StudioGAN); the paper's G has none there
+        last_sn = cfg.g_spectral_norm and cfg.g_last_spectral_norm
+        last = LayerMaker(init=cfg.init, sn=last_sn, n_power_iterations=cfg.sn_power_iterations, sn_eps=cfg.sn_eps)
         g, k, m = cfg.g_conv_dim, cfg.num_classes, cfg.bottom_width()
         self.stem: nn.Module | None = None
         self.stem_norm: Norm2d | None = None
         self.out_norm: Norm2d | None = None
+        self.attention = nn.ModuleDict()  # block number (1-based, as a string) -> attention after that block
         self.stem_channels = cfg.z_dim
         if cfg.arch == "mnist":
             specs = [(cfg.z_dim, 4 * g, 3, 2), (4 * g, 2 * g, 4, 1), (2 * g, g, 3, 2)]
@@ -131,11 +236,15 @@ class SNGANGenerator(Generator):
             )
             self.to_image = last(nn.Conv2d(g, cfg.channels, 3, 1, 1))
         else:  # resnet
-            self.stem_channels = g
-            self.stem = make(nn.Linear(cfg.z_dim, g * m * m))
-            self.blocks = nn.ModuleList(GResBlock(g, g, num_classes=k, make=make) for _ in range(3))
-            self.out_norm = Norm2d(g, k, cfg.init)
-            self.to_image = last(nn.Conv2d(g, cfg.channels, 3, 1, 1))
+            widths = cfg.g_resnet_widths()
+            self.stem_channels = widths[0][0]
+            self.stem = make(nn.Linear(cfg.z_dim, self.stem_channels * m * m))
+            self.blocks = nn.ModuleList(GResBlock(i, o, num_classes=k, make=make, bn_eps=cfg.bn_eps) for i, o in widths)
+            for b in cfg.g_attention_blocks:
+                self.attention[str(b)] = attention_block(widths[b - 1][1], make)
+            out = widths[-1][1]
+            self.out_norm = Norm2d(out, k if cfg.out_norm_conditional else 0, cfg.init, cfg.bn_eps)
+            self.to_image = last(nn.Conv2d(out, cfg.channels, 3, 1, 1))
 
     def latent_weight(self) -> torch.Tensor:
         first = self.stem if self.stem is not None else self.blocks[0].conv  # dense stem, or mnist's 1x1 ConvT
@@ -150,10 +259,12 @@ class SNGANGenerator(Generator):
             h = self.stem(z).reshape(b, self.stem_channels, m, m)
         if self.stem_norm is not None:
             h = torch.relu(self.stem_norm(h, y))
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks, 1):
             h = block(h, y)
+            if self.attention and str(index) in self.attention:
+                h = self.attention[str(index)](h)
         if self.out_norm is not None:
-            h = torch.relu(self.out_norm(h, y))
+            h = torch.relu(self.out_norm(h, y if self.out_norm.conditional else None))
         return torch.tanh(self.to_image(h))
 
 
@@ -164,8 +275,11 @@ class SNGANDiscriminator(Discriminator):
 
     def __init__(self, cfg: SNGANConfig) -> None:
         super().__init__(cfg)
-        make = LayerMaker(init=cfg.init, sn=cfg.d_spectral_norm, n_power_iterations=cfg.sn_power_iterations)
+        make = LayerMaker(
+            init=cfg.init, sn=cfg.d_spectral_norm, n_power_iterations=cfg.sn_power_iterations, sn_eps=cfg.sn_eps
+        )
         d, c, m = cfg.d_conv_dim, cfg.channels, cfg.bottom_width()
+        self.attention = nn.ModuleDict()  # block number (1-based, as a string) -> attention after that block
         conv_block = dict(batch_norm=cfg.d_batch_norm, slope=cfg.d_leaky_slope, init=cfg.init)
         if cfg.arch == "mnist":
             # k4 s2 p1: 28 -> 14 -> 7, then a 7x7 conv to one logit: every pixel reaches it (see the module doc)
@@ -184,23 +298,23 @@ class SNGANDiscriminator(Discriminator):
             feature_channels = 8 * d
             self.to_logit = make(nn.Linear(8 * d * m * m, 1))
         else:  # resnet
+            widths = cfg.d_resnet_widths()
             self.blocks = nn.ModuleList(
-                [
-                    DResBlock(c, d, downsample=True, optimized=True, make=make),
-                    DResBlock(d, d, downsample=True, optimized=False, make=make),
-                    DResBlock(d, d, downsample=False, optimized=False, make=make),
-                    DResBlock(d, d, downsample=False, optimized=False, make=make),
-                ]
+                DResBlock(i, o, downsample=down, optimized=n == 0, make=make) for n, (i, o, down) in enumerate(widths)
             )
-            feature_channels = d
-            self.to_logit = make(nn.Linear(d, 1))
+            for b in cfg.d_attention_blocks:
+                self.attention[str(b)] = attention_block(widths[b - 1][1], make)
+            feature_channels = widths[-1][1]
+            self.to_logit = make(nn.Linear(feature_channels, 1))
         self.embed = projection_embedding(cfg, feature_channels, cfg.init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0]
         h = x
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks, 1):
             h = block(h)
+            if self.attention and str(index) in self.attention:
+                h = self.attention[str(index)](h)
         arch = self.config.arch
         if arch == "mnist":
             out = self.to_logit(h).reshape(b)

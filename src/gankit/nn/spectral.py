@@ -195,12 +195,16 @@ class SpectralNorm(nn.Module):
         return value
 
 
-def maybe_spectral_norm(module: nn.Module, enabled: bool = True, n_power_iterations: int = 1) -> nn.Module:
-    """Return ``module`` with spectral norm on its ``weight`` when ``enabled`` (else unchanged)."""
+def maybe_spectral_norm(
+    module: nn.Module, enabled: bool = True, n_power_iterations: int = 1, eps: float = 1e-12
+) -> nn.Module:
+    """Return ``module`` with spectral norm on its ``weight`` when ``enabled`` (else unchanged); ``eps`` guards
+    the power iteration's normalisations (PyTorch's 1e-12; StudioGAN uses 1e-6)."""
     if not enabled:
         return module
     dim = 1 if isinstance(module, _TRANSPOSED) else 0  # SpectralNorm checks n_power_iterations
-    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight, n_power_iterations, dim))
+    spectral = SpectralNorm(module.weight, n_power_iterations, dim, eps)
+    parametrize.register_parametrization(module, "weight", spectral)
     return module
 
 
