@@ -150,7 +150,8 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 def _add_sample(sub) -> None:
     s = sub.add_parser("sample", help="generate images from a trained generator")
-    s.add_argument("--checkpoint", required=True, help=GENERATOR_SOURCE)
+    s.add_argument("--checkpoint", required=True,
+                   help=f"{GENERATOR_SOURCE}, or a .onnx file of gankit export --format onnx (run with onnxruntime)")
     s.add_argument("--num", type=int, default=64, help="number of images (default 64)")
     group = s.add_mutually_exclusive_group()
     group.add_argument("--class-id", type=int, help="class of every image (conditional models)")
@@ -170,12 +171,11 @@ def _add_sample(sub) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from gankit.api import load_generator
-    from gankit.apps.sample import SampleSpec, run_class_names, write_samples
+    from gankit.apps.sample import SampleSpec, open_generator, run_class_names, write_samples
 
     if args.num < 1:
         raise ParameterError("num", f"must be >= 1, got {args.num}")
-    generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
+    generator = open_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
     spec = SampleSpec(args.num, args.class_id, args.balanced, args.seed, args.truncation, args.batch_size)
     names = run_class_names(args.checkpoint) if args.balanced else None
     written = write_samples(generator, args.out, spec, overwrite=args.overwrite, progress=_progress(args),
@@ -250,19 +250,37 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub) -> None:
-    e = sub.add_parser("export", help="write a run's generator to safetensors (optionally with spectral norm folded)")
+    e = sub.add_parser("export", help="write a run's generator to safetensors (optionally with spectral norm folded) "
+                                      "or ONNX")
     e.add_argument("run", metavar="RUN", help=GENERATOR_SOURCE)
-    e.add_argument("--out", required=True, help="FILE.safetensors to write")
+    e.add_argument("--out", required=True, help="FILE.safetensors (or FILE.onnx with --format onnx) to write")
+    e.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
+                   help="safetensors (default; gankit reads it back) or onnx (inputs z, class_id; output images; "
+                        "spectral norm folded; checked against PyTorch with onnxruntime; needs gankit[onnx])")
     e.add_argument("--fold-sn", action="store_true",
                    help="fold spectral norm into plain weights (same eval outputs, no u/v vectors; for deployment)")
+    e.add_argument("--dynamic-batch", action="store_true", help="onnx: any batch size (default: --batch-size only)")
+    e.add_argument("--batch-size", type=_positive_int, help="onnx: the batch size of the file (default 1)")
+    e.add_argument("--opset", type=int, help="onnx: the ONNX opset (default: the exporter's)")
     _no_ema(e, "export")
     _overwrite(e, "replace an existing --out file")
     e.set_defaults(handler=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gankit.apps.export import export_generator
+    from gankit.apps.export import export_generator, export_onnx_file
 
+    if args.format == "onnx":
+        done = export_onnx_file(args.run, args.out, ema=not args.no_ema, batch_size=args.batch_size or 1,
+                                dynamic_batch=args.dynamic_batch, opset=args.opset, overwrite=args.overwrite)
+        batch = "dynamic batch" if args.dynamic_batch else f"batch {args.batch_size or 1}"
+        print(f"gankit: wrote {done.path} ({'raw' if args.no_ema else 'EMA'} {done.family} generator, "
+              f"{done.image_size}px, {batch}, opset {done.opset}); max |onnxruntime - PyTorch| = {done.max_diff:.1e} "
+              f"at batch {', '.join(map(str, done.batches))}")
+        return 0
+    for flag, value in (("dynamic_batch", args.dynamic_batch), ("batch_size", args.batch_size), ("opset", args.opset)):
+        if value not in (None, False):
+            raise ParameterError(flag, "is for --format onnx")
     path, folded = export_generator(args.run, args.out, fold_sn=args.fold_sn, ema=not args.no_ema,
                                     overwrite=args.overwrite)
     what = "spectral norm folded" if folded else "no spectral norm in G to fold" if args.fold_sn else "as trained"

@@ -8,16 +8,20 @@ The file holds the generator's tensors and, in its metadata, the model config (J
   deployment, as the seed's ``remove_spectral_norm`` advice intends. :func:`gankit.load_generator` reads
   both forms.
 - ``ema``: ``"true"`` for the EMA generator (the default), ``"false"`` for the raw trained one.
+
+:func:`export_onnx_file` writes an ONNX file instead (``--format onnx``; see :mod:`gankit.apps.onnx`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from gankit.api import load_generator
+from gankit.apps.onnx import check_batch, check_opset, export_onnx, require_onnx
 from gankit.apps.outputs import claim_outputs
 from gankit.errors import ParameterError
-from gankit.io import SPECTRAL_NORM_FOLDED
+from gankit.io import SPECTRAL_NORM_FOLDED, atomic_write
 from gankit.nn import fold_spectral_norm
 
 
@@ -44,4 +48,48 @@ def export_generator(
         return generator.save_export(out, **meta), folded
 
 
-__all__ = ["export_generator"]
+@dataclasses.dataclass(frozen=True)
+class OnnxExport:
+    """What :func:`export_onnx_file` wrote: the file, the max ``|onnxruntime - PyTorch|`` and the batch sizes it
+    was checked at, the opset, and the generator's family and image size."""
+
+    path: Path
+    max_diff: float
+    batches: list[int]
+    opset: int
+    family: str
+    image_size: int
+
+
+def export_onnx_file(
+    source: str | Path,
+    out: str | Path,
+    *,
+    ema: bool = True,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+    overwrite: bool = False,
+) -> OnnxExport:
+    """Write the generator of ``source`` (any source :func:`gankit.load_generator` reads) to the ONNX file ``out``:
+    inputs ``z`` ``(B, z_dim)`` (and ``class_id`` ``(B,)`` int64), output ``images`` ``(B, C, H, W)``, ``B`` fixed at
+    ``batch_size`` or any with ``dynamic_batch``; spectral norm folded, a growing model's fade fixed. The file is
+    checked with onnxruntime against PyTorch first; a model that cannot be exported or a difference above the
+    tolerance is a one-line :class:`UserError` and nothing is written."""
+    out = Path(out)
+    if out.is_dir():
+        raise ParameterError("out", f"{out} is a folder; give a file name ending in .onnx")
+    if out.suffix.lower() != ".onnx":
+        raise ParameterError("out", f"{out}: an ONNX export is a .onnx file; give a name ending in .onnx")
+    require_onnx("gankit export --format onnx")
+    check_batch(batch_size)
+    check_opset(opset)
+    with claim_outputs([out], overwrite=overwrite):
+        generator = load_generator(source, ema=ema).cpu()
+        data, diff, batches, opset_used = export_onnx(generator, batch_size=batch_size, dynamic_batch=dynamic_batch,
+                                          opset=opset, metadata={"ema": "true" if ema else "false"})  # fmt: skip
+        atomic_write(out, data)
+    return OnnxExport(out, diff, batches, opset_used, generator.config.family, generator.image_size)
+
+
+__all__ = ["OnnxExport", "export_generator", "export_onnx_file"]

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from gankit import interrupts, log
+from gankit.api import load_generator
+from gankit.apps.onnx import OnnxGenerator, is_onnx_file
 from gankit.apps.outputs import check_free_space, claim_outputs, stream_npz, targets_for
 from gankit.errors import ParameterError
 from gankit.images import save_grid, save_images
@@ -47,6 +49,21 @@ class SampleSpec:
         generator.check_class_id(self.class_id)
         if self.balanced and not generator.num_classes:
             raise ParameterError("balanced", "is not for this generator: it is unconditional (drop it)")
+
+
+def open_generator(source: str | Path, *, ema: bool = True, device: str = "auto") -> Generator:
+    """The generator ``gankit sample`` runs: an ONNX file of ``gankit export --format onnx`` with onnxruntime on the
+    CPU (:class:`~gankit.apps.onnx.OnnxGenerator`: the same latents, labels and images as its PyTorch model), or
+    any source of :func:`gankit.load_generator`. Options only a PyTorch model has are refused for an ONNX file."""
+    if not is_onnx_file(source):
+        return load_generator(source, ema=ema, device=device)
+    if not ema:
+        raise ParameterError("no_ema", f"needs a PyTorch checkpoint: {source} holds the one generator it was "
+                                       "exported with (gankit export --no-ema exports the raw one)")  # fmt: skip
+    if device not in ("auto", "cpu"):
+        raise ParameterError("device", f"{device} needs a PyTorch checkpoint: {source} runs on the CPU with "
+                                       "onnxruntime")  # fmt: skip
+    return OnnxGenerator(source)
 
 
 def label_chunks(generator: Generator, spec: SampleSpec) -> Iterator[torch.Tensor]:
