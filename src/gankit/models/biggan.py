@@ -102,6 +102,9 @@ class BigGANConfig(ModelConfig):
     bn_eps: float = 1e-5  # the conditional batch norms' epsilon (StudioGAN: 1e-4)
     out_bn_eps: float = 1e-5  # the last batch norm's (BigGAN-PyTorch: always 1e-5; StudioGAN: 1e-4)
     init: str = "ortho"  # ortho, N02 (normal 0.02), xavier, default (PyTorch's)
+    # StudioGAN's D: its in-place ReLU at the start of each pre-activation block also rectifies the block's
+    # input on the shortcut path (x + F(x) becomes relu(x) + F(x)); BigGAN-PyTorch's D keeps x
+    d_relu_shortcut: bool = False
 
     @property
     def num_blocks(self) -> int:
@@ -283,11 +286,15 @@ class GBlock(nn.Module):
 
 class DBlock(nn.Module):
     """``(B, C_in, H, W) -> (B, C_out, H', W')`` (``H' = H / 2`` when ``downsample``): ``[ReLU] conv3x3, ReLU,
-    conv3x3, [avgpool]`` plus a shortcut (conv1x1 when the width changes or the block pools)."""
+    conv3x3, [avgpool]`` plus a shortcut (conv1x1 when the width changes or the block pools) of ``x``, or of
+    ``relu(x)`` with ``relu_shortcut`` (StudioGAN's in-place ReLU)."""
 
-    def __init__(self, c_in: int, c_out: int, *, preactivation: bool, downsample: bool, make: _Maker) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, *, preactivation: bool, downsample: bool, make: _Maker, relu_shortcut: bool
+    ) -> None:
         super().__init__()
         self.preactivation, self.downsample = preactivation, downsample
+        self.relu_shortcut = relu_shortcut and preactivation
         self.conv1 = make.conv(c_in, c_out, 3)
         self.conv2 = make.conv(c_out, c_out, 3)
         self.conv_sc = make.conv(c_in, c_out, 1) if c_in != c_out or downsample else None
@@ -297,6 +304,8 @@ class DBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(x) if self.preactivation else x
+        if self.relu_shortcut:
+            x = h
         h = self._pool(self.conv2(torch.relu(self.conv1(h))))
         if self.conv_sc is None:
             return h + x
@@ -385,7 +394,9 @@ class BigGANDiscriminator(Discriminator):
         widths, pools = cfg.d_widths(), cfg.d_pools()
         ins = [cfg.channels, *widths[:-1]]
         self.blocks = nn.ModuleList(
-            DBlock(ins[k], widths[k], preactivation=k > 0, downsample=pools[k], make=make) for k in range(len(widths))
+            DBlock(ins[k], widths[k], preactivation=k > 0, downsample=pools[k], make=make,
+                   relu_shortcut=cfg.d_relu_shortcut)
+            for k in range(len(widths))
         )
         self.attention = nn.ModuleDict({str(k): make.attention(widths[k]) for k in cfg.d_attention_blocks})
         self.linear = make(nn.Linear(widths[-1], 1))
@@ -404,5 +415,6 @@ class BigGANDiscriminator(Discriminator):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)
         return self.linear(h).reshape(x.shape[0]) + projection(self.embed, y, h)
+
 
 __all__ = ["BigGANConfig", "BigGANDiscriminator", "BigGANGenerator"]
