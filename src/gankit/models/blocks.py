@@ -201,13 +201,23 @@ class DResBlock(nn.Module):
     ``H' = H / 2`` when downsampling."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, downsample: bool, optimized: bool, make: LayerMaker
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        downsample: bool,
+        optimized: bool,
+        make: LayerMaker,
+        shortcut_relu: bool = False,
     ) -> None:
         super().__init__()
         if optimized and not downsample:
             raise ValueError("the optimized first block always downsamples")
         root2 = math.sqrt(2)
         self.downsample, self.optimized = downsample, optimized
+        # StudioGAN's D block applies an in-place ReLU to its input before keeping it for the shortcut, so its
+        # shortcut reads ReLU(x); shortcut_relu reproduces that
+        self.shortcut_relu = shortcut_relu
         self.conv1 = make(nn.Conv2d(in_channels, out_channels, 3, 1, 1), root2)
         self.conv2 = make(nn.Conv2d(out_channels, out_channels, 3, 1, 1), root2)
         learnable = in_channels != out_channels or downsample
@@ -215,6 +225,8 @@ class DResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x if self.optimized else F.relu(x)
+        if self.shortcut_relu and not self.optimized:
+            x = h
         h = self.conv2(F.relu(self.conv1(h)))
         if self.downsample:
             h = F.avg_pool2d(h, 2)

@@ -38,8 +38,9 @@ BigGAN attention block (theta / phi ``C/8``, g ``C/2``, phi and g max-pooled, an
 spectral norm as the network's) after those blocks (1-based: StudioGAN's ``attn_g_loc`` / ``attn_d_loc``); its
 SAGAN has G ``[2]`` / D ``[1]`` at 32 px, ``[3]`` / ``[1]`` at 64 and ``[4]`` / ``[1]`` at 128. StudioGAN's other
 choices are options too: ``bn_eps 1e-4``, ``sn_eps 1e-6``, ``g_last_spectral_norm`` (SN on G's to-image conv, with
-``g_spectral_norm``) and ``out_norm_conditional: false`` (G's last batch norm is a plain affine one). Their
-defaults keep the paper's networks above unchanged.
+``g_spectral_norm``), ``out_norm_conditional: false`` (G's last batch norm is a plain affine one) and
+``d_shortcut_relu`` (D's blocks after the first keep ``ReLU(x)`` for the shortcut: StudioGAN's blocks apply an
+in-place ReLU to the tensor they also keep for it). Their defaults keep the paper's networks above unchanged.
 
 Class-conditional form (``num_classes > 0``): conditional batch norm in G and a projection discriminator
 ``D(x, y) = psi(phi(x)) + <embed(y), sum_hw phi(x)>`` (Miyato & Koyama 2018), ``phi`` being D's last feature
@@ -116,6 +117,7 @@ class SNGANConfig(ModelConfig):
     sn_eps: float = 1e-12  # spectral norm's power-iteration epsilon (StudioGAN: 1e-6)
     g_last_spectral_norm: bool = False  # SN also on G's to-image conv (when g_spectral_norm; StudioGAN has it)
     out_norm_conditional: bool = True  # arch resnet: G's last batch norm conditional (StudioGAN: plain affine)
+    d_shortcut_relu: bool = False  # arch resnet: D blocks' shortcut reads ReLU(x) (StudioGAN's in-place ReLU)
 
     def bottom_width(self) -> int:
         """Side of G's first feature map: 1 (mnist, z as a 1x1 map), 4 (resnet_layout studiogan) or
@@ -300,7 +302,8 @@ class SNGANDiscriminator(Discriminator):
         else:  # resnet
             widths = cfg.d_resnet_widths()
             self.blocks = nn.ModuleList(
-                DResBlock(i, o, downsample=down, optimized=n == 0, make=make) for n, (i, o, down) in enumerate(widths)
+                DResBlock(i, o, downsample=down, optimized=n == 0, make=make, shortcut_relu=cfg.d_shortcut_relu)
+                for n, (i, o, down) in enumerate(widths)
             )
             for b in cfg.d_attention_blocks:
                 self.attention[str(b)] = attention_block(widths[b - 1][1], make)
