@@ -172,3 +172,18 @@ def test_studiogan_layout_attention_and_options_build_and_train() -> None:
     D(images, y).sum().backward()
     with pytest.raises(UserError, match="g_attention_blocks has 9"):
         SNGANConfig(arch="resnet", resnet_layout="studiogan", g_attention_blocks=(9,)).validate()
+
+
+@pytest.mark.parametrize("folder", ["c32", "u32"])
+def test_big_resnet_checkpoints_go_to_the_biggan_converter(folder: str) -> None:
+    """StudioGAN's BigGAN (big_resnet) files: the same command, the biggan family (fixtures of that converter)."""
+    root = FIXTURES.parent / "studiogan_biggan" / folder
+    ref = load_file(str(root / "reference.safetensors"))
+    for ema in (False, True):
+        imported = import_studiogan(root, ema=ema)
+        G, D = imported.generator, imported.discriminator
+        assert G.config.family == "biggan" and D is not None
+        y = ref["y"] if G.num_classes else None
+        with torch.no_grad():
+            torch.testing.assert_close(G(ref["z"], y), ref["images_G_ema" if ema else "images_G"], atol=1e-5, rtol=0)
+            torch.testing.assert_close(D(ref["x"], y), ref["logits"], atol=1e-5, rtol=1e-6)

@@ -397,6 +397,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
         if name.endswith("attention_blocks"):
             value = tuple(int(v) for v in value if v != "N/A") if attention and isinstance(value, list) else ()
         out[name] = value
+    if model.get("g_shared_dim", "N/A") != "N/A":
+        out["g_shared_dim"] = model["g_shared_dim"]  # big_resnet's shared embedding
     if "apply_attn" in model and not attention:
         out["g_attention_blocks"] = out["d_attention_blocks"] = ()
     if out.get("g_cond_mtd") == "W/O":
@@ -411,7 +413,7 @@ def _apply_config(fields: dict[str, Any], config: dict[str, Any], has_d: bool, s
             raise UserError(f"--config has MODEL.{cond} {config[cond]!r}; gankit imports {' and '.join(allowed)}")
     out = dict(fields)
     for name, value in config.items():
-        if name in ("backbone", "g_cond_mtd", "d_cond_mtd"):
+        if name in ("backbone", "g_cond_mtd", "d_cond_mtd", "g_shared_dim"):
             continue
         if name.startswith("d_") and not has_d:
             out[name] = value  # no D tensors to check it against: the YAML says what a fresh D is
