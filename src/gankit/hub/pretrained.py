@@ -242,6 +242,11 @@ def _sample_grid(generator: Generator) -> tuple[bytes, str]:
     return png, f"{n} samples of the generator (latents seeded with 0{per_row}{clamp})."
 
 
+def sample_grid_png(generator: Generator) -> tuple[bytes, str]:
+    """The seeded sample grid of a pretrained folder's ``samples.png`` (PNG bytes) and its caption."""
+    return _sample_grid(generator)
+
+
 def save_pretrained(
     source: Generator | str | os.PathLike,
     folder: str | os.PathLike,
