@@ -453,9 +453,34 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_import(sub) -> None:
+    p = sub.add_parser("import", help="convert a StudioGAN or BigGAN-PyTorch checkpoint to a gankit pretrained folder")
+    p.add_argument("source", choices=("studiogan", "biggan-pytorch"), help="the toolkit that wrote PATH")
+    p.add_argument("path", metavar="PATH", help="studiogan: a run folder or a model=G-...-weights-step=N.pth file "
+                                                "(best checkpoint by default); biggan-pytorch: the weights folder "
+                                                "or G.pth / G_ema.pth (D.pth beside it comes along)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the pretrained folder to write (new or empty)")
+    p.add_argument("--config", metavar="STUDIOGAN.yaml",
+                   help="studiogan: the run's YAML config, checked against the architecture read from the tensors")
+    p.add_argument("--ema", action="store_true", help="import the EMA generator (G_ema) instead of G")
+    _overwrite(p, "replace the pretrained model already in --out")
+    p.set_defaults(handler=_import)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from gankit.apps.importing import import_model
+
+    result = import_model(args.source, args.path, args.out, ema=args.ema, config=args.config,
+                          overwrite=args.overwrite)
+    model = result.model
+    d = " and its discriminator" if model.discriminator is not None else " (the source has no discriminator)"
+    print(f"gankit: imported {model.source} {model.generator.config.family} generator{d} into {result.folder}")
+    return 0
+
+
 COMMANDS: tuple[Callable, ...] = (
     _add_train, _add_sample, _add_interpolate, _add_attention, _add_export, _add_evaluate, _add_report,
-    _add_explore, _add_push, _add_prepare, _add_presets, _add_bench,
+    _add_explore, _add_push, _add_import, _add_prepare, _add_presets, _add_bench,
 )
 
 
