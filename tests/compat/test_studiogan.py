@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gankit.compat.studiogan import backbone_of, find_files, import_studiogan, read_config
+from gankit.compat.studiogan import backbone_of, find_files, import_studiogan, read_config, reported_fid
 from gankit.errors import UserError
 from gankit.models.sngan import SNGANConfig, SNGANDiscriminator, SNGANGenerator
 
@@ -187,3 +187,12 @@ def test_big_resnet_checkpoints_go_to_the_biggan_converter(folder: str) -> None:
         with torch.no_grad():
             torch.testing.assert_close(G(ref["z"], y), ref["images_G_ema" if ema else "images_G"], atol=1e-5, rtol=0)
             torch.testing.assert_close(D(ref["x"], y), ref["logits"], atol=1e-5, rtol=1e-6)
+
+
+def test_reported_fid_is_found_from_the_run_names() -> None:
+    assert reported_fid("CIFAR10-SAGAN-train-2021_01_01").startswith("10.35 (StudioGAN benchmark")
+    assert reported_fid("studiogan_official_ckpt", "Baby_ImageNet-SNGAN-train").startswith("36.31")
+    assert reported_fid("ImageNet-BigGAN-256-train").startswith("20.57")
+    assert "not found" in reported_fid("my-own-run")
+    notes = import_studiogan(RUNS / "CIFAR10-SAGAN-tiny").notes
+    assert notes["reported FID"].startswith("10.35") and notes["checkpoint"] == "best, step 2"

@@ -40,9 +40,32 @@ LICENSE = "MIT"
 SUPPORTED = "StudioGAN's resnet (SNGAN, SAGAN) and big_resnet (BigGAN) generators and discriminators"
 STUDIOGAN_BN_EPS = 1e-4
 STUDIOGAN_SN_EPS = 1e-6
-# StudioGAN's README points to its benchmark figure for the FIDs of the official runs; the D file's best_fid is
-# the FID its training measured for the best checkpoint (what the benchmark reports for that run).
-REPORTED = "see StudioGAN's benchmark (README, 'Benchmark'); best_fid above is the file's own"
+# FIDs StudioGAN reports for its official runs (README "Benchmark", docs/figures/StudioGAN_Benchmark_.png, read at
+# commit 947b35e; TensorFlow InceptionV3; CIFAR10 32 px, Baby / Papa / Grandpa ImageNet 64 px, ImageNet 128 px with
+# the "-256" configs), by (dataset, method). The D file's best_fid is the FID its own training measured.
+REPORTED_FID = {
+    ("CIFAR10", "SNGAN"): 9.01, ("CIFAR10", "SAGAN"): 10.35, ("CIFAR10", "BigGAN"): 4.16,
+    ("Baby_ImageNet", "SNGAN"): 36.31, ("Baby_ImageNet", "SAGAN"): 42.10, ("Baby_ImageNet", "BigGAN"): 18.64,
+    ("Papa_ImageNet", "SNGAN"): 41.06, ("Papa_ImageNet", "SAGAN"): 51.55, ("Papa_ImageNet", "BigGAN"): 24.99,
+    ("Grandpa_ImageNet", "SNGAN"): 41.74, ("Grandpa_ImageNet", "SAGAN"): 50.02, ("Grandpa_ImageNet", "BigGAN"): 24.40,
+    ("ImageNet", "SNGAN"): 31.49, ("ImageNet", "BigGAN"): 20.57,
+}  # fmt: skip
+REPORTED_SOURCE = "StudioGAN benchmark, TensorFlow InceptionV3"
+
+
+def reported_fid(*names: str) -> str:
+    """The FID StudioGAN reports for the run whose folder / run names are ``names`` (dataset and method found in
+    them, e.g. ``CIFAR10-SAGAN-train-...``), or where to look when they name no benchmarked run."""
+    text = " ".join(names).lower()
+    dataset = next((d for d in ("Baby_ImageNet", "Papa_ImageNet", "Grandpa_ImageNet", "CIFAR10")
+                    if d.lower() in text or d.split("_")[0].lower() in text), None)  # fmt: skip
+    if dataset is None and "imagenet" in text:
+        dataset = "ImageNet"
+    method = next((m for m in ("SNGAN", "SAGAN", "BigGAN") if m.lower() in text), None)
+    fid = REPORTED_FID.get((dataset, method)) if dataset and method else None
+    if fid is None:
+        return "not found for this run name; see StudioGAN's README, Benchmark"
+    return f"{fid} ({REPORTED_SOURCE}, {dataset} {method})"
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -434,7 +457,10 @@ def _notes(files: StudioGANFiles, d_data: dict[str, Any] | None) -> dict[str, st
             value = d_data.get(key)
             if isinstance(value, (str, int)) or isinstance(value, float) and math.isfinite(value):
                 notes[key] = str(value)
-    notes["reported FID"] = REPORTED
+    names = [files.paths["G" if "G" in files.paths else "G_ema"].parent.name]
+    if "run_name" in notes:
+        names.append(notes["run_name"])
+    notes["reported FID"] = reported_fid(*names)
     return notes
 
 
