@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -144,10 +145,16 @@ def onnx_model(generator: Generator, *, batch_size: int = 1, dynamic_batch: bool
             )  # fmt: skip
         return program.model_proto
     except Exception as exc:  # the exporter's failures have many types; the message says which model failed
-        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise UserError(
-            f"cannot export the {_family(generator)} to ONNX: {type(exc).__name__}: {reason[:300]}"
-        ) from None
+        raise UserError(f"cannot export the {_family(generator)} to ONNX: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of an exporter's failure in one line: its type and first line, without colours."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
 
 
 def _session(model: bytes | str | os.PathLike):
@@ -164,18 +171,26 @@ def _run(session, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return torch.from_numpy(session.run(["images"], feed)[0])
 
 
-def verify(generator: Generator, model: bytes, batches: list[int]) -> float:
-    """``max |onnxruntime - PyTorch|`` over seeded batches of each size in ``batches``; a one-line
-    :class:`UserError` when onnxruntime cannot run the file or a batch differs by more than :func:`tolerance`."""
+def references(generator: Generator, batches: list[int]) -> list[tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
+    """``(inputs, G(*inputs))`` of a seeded batch (:func:`check_inputs`) of each size in ``batches``, in eval
+    mode: what an export is checked against, taken before spectral norm is folded."""
+    generator.eval()
+    with torch.no_grad():
+        return [(inputs, generator(*inputs)) for inputs in (check_inputs(generator, b) for b in batches)]
+
+
+def verify(
+    generator: Generator, model: bytes, cases: list[tuple[tuple[torch.Tensor, ...], torch.Tensor]]
+) -> float:
+    """``max |onnxruntime - PyTorch|`` over ``cases`` (:func:`references`); a one-line :class:`UserError` when
+    onnxruntime cannot run the file or a case differs by more than :func:`tolerance`."""
     try:
         session = _session(model)
     except Exception as exc:
         raise UserError(f"onnxruntime cannot load the ONNX export of the {_family(generator)}: {exc}") from None
     worst = 0.0
-    for batch in batches:
-        inputs = check_inputs(generator, batch)
-        with torch.no_grad():
-            reference = generator(*inputs)
+    for inputs, reference in cases:
+        batch = len(inputs[0])
         try:
             got = _run(session, inputs)
         except Exception as exc:
@@ -206,7 +221,10 @@ def export_onnx(
     checked at (``batch_size``; with ``dynamic_batch`` also 1, 2 and 5) and the opset. ``metadata`` adds
     ``metadata_props`` entries. Spectral norm is folded into ``generator`` in place."""
     require_onnx("gankit export --format onnx")
+    check_batch(batch_size)
     opset = check_opset(opset)
+    batches = sorted({1, 2, 5, batch_size}) if dynamic_batch else [batch_size]
+    cases = references(generator.cpu(), batches)  # before folding: the export must equal the model as it was
     model = onnx_model(generator, batch_size=batch_size, dynamic_batch=dynamic_batch, opset=opset)
     used_opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     output_range = generator.output_range()
@@ -226,8 +244,7 @@ def export_onnx(
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    batches = sorted({1, 2, 5, batch_size}) if dynamic_batch else [batch_size]
-    diff = verify(generator, model.SerializeToString(), batches)
+    diff = verify(generator, model.SerializeToString(), cases)
     entry = model.metadata_props.add()
     entry.key, entry.value = "max_abs_diff", f"{diff:.3e}"
     return model.SerializeToString(), diff, batches, used_opset
