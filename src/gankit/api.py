@@ -117,12 +117,6 @@ def read_hub_repo(path: Path, request: LoadRequest) -> Generator:
     return read_pretrained_folder(folder, dataclasses.replace(request, revision=None))
 
 
-def refuse_onnx(path: Path, request: LoadRequest) -> Generator:
-    """An ONNX export is no PyTorch model: ``gankit sample`` runs it (``gankit.apps.onnx``), nothing else can."""
-    raise UserError(f"{path} is an ONNX export: this needs a PyTorch checkpoint (a run folder, a .pt checkpoint, "
-                    f"a .safetensors export or a pretrained folder); gankit sample --checkpoint {path} runs it")
-
-
 def _is_pretrained_folder(path: Path) -> bool:
     return path.is_dir() and PretrainedDir(path).is_pretrained()
 
@@ -132,7 +126,6 @@ FORMATS: tuple[Format, ...] = (
     Format("pretrained folder", _is_pretrained_folder, read_pretrained_folder),
     Format("run folder", Path.is_dir, read_run_folder),
     Format("safetensors export", lambda p: p.is_file() and p.suffix == ".safetensors", read_export),
-    Format("ONNX export", lambda p: p.is_file() and p.suffix.lower() == ".onnx", refuse_onnx),
     Format("pytorch_GAN_zoo PGAN file", lambda p: p.is_file() and is_pgan_zoo_file(p), read_pgan_zoo),
     Format("checkpoint", Path.is_file, read_checkpoint),
     # a missing path that reads user/name, unless it is local by its look (./x, /x, ~) or its first component
@@ -184,6 +177,9 @@ def load_generator(
     p = Path(path)
     if revision is not None and not p.exists() and not is_repo_id(p.as_posix()):
         raise ParameterError("revision", f"is for Hub repo ids (user/name); {os.fspath(path)!r} is none")
+    if p.suffix.lower() == ".onnx" and p.is_file():  # gankit sample runs it (gankit.apps.onnx); nothing here can
+        raise UserError(f"{p} is an ONNX export: this needs a PyTorch checkpoint (a run folder, a .pt checkpoint, "
+                        f"a .safetensors export or a pretrained folder); gankit sample --checkpoint {p} runs it")
     generator = find_format(path).read(p, LoadRequest(ema, revision, local_files_only, cache_dir))
     return generator.to(dev).eval().requires_grad_(False)
 
