@@ -77,6 +77,7 @@ FAMILY_FIELDS: dict[str, dict[str, Any]] = {
                   d_attention_resolutions=(8,)),
     "sngan": dict(arch="resnet", z_dim=8, g_conv_dim=8, d_conv_dim=8),
     "dcgan": dict(z_dim=8, g_conv_dim=4, d_conv_dim=4),
+    "biggan": dict(z_dim=8, g_ch=8, d_ch=8, shared_dim=8, g_attention_blocks=(0,), d_attention_blocks=(0,)),
     "pgan": dict(z_dim=8),
 }  # fmt: skip
 VARIANTS = [(family, k) for family in FAMILY_FIELDS for k in (0, 3)]  # unconditional and 3-class conditional

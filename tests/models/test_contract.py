@@ -28,6 +28,7 @@ SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "sagan": (POWERS, (8, 24, 512)),
     "sngan": (tuple(range(16, 129, 8)), (8, 20, 136)),
     "dcgan": (POWERS, (8, 24, 512)),
+    "biggan": (POWERS, (8, 24, 1024)),
     "pgan": ((4, 8, 16, 32, 64, 128, 256, 512, 1024), (2, 24, 2048)),
 }
 
@@ -98,7 +99,7 @@ def test_batch_independent_is_honest(family, k):
     y = labels_for(D.config, 8)
     part = lambda sl: copy.deepcopy(D)(x[sl], None if y is None else y[sl])  # noqa: E731
     joint, parts = part(slice(0, 8)), torch.cat([part(slice(0, 2)), part(slice(2, 8))])  # 2 | 6: other groups
-    expected = {"sagan": True, "sngan": True, "dcgan": False, "pgan": False}[family]  # dcgan: D batch norm
+    expected = {"sagan": True, "sngan": True, "dcgan": False, "pgan": False, "biggan": True}[family]  # dcgan: D batch norm
     assert D.batch_independent is expected
     assert torch.allclose(joint, parts, rtol=1e-5, atol=1e-6) is expected
 
