@@ -37,7 +37,7 @@ _ATTENTION = {"query": "theta", "key": "phi", "value": "g", "out": "o"}
 
 
 def _sn_name(rest: str) -> str:
-    """gankit's tail of a layer's key (``conv1.parametrizations.weight.original``) -> the source's (``conv1.weight``)."""
+    """gankit's tail of a layer key (``conv1.parametrizations.weight.original``) -> the source's (``conv1.weight``)."""
     rest = rest.replace("parametrizations.weight.original", "weight")
     rest = rest.replace("parametrizations.weight.0.u", "u0").replace("parametrizations.weight.0.sv", "sv0")
     return rest

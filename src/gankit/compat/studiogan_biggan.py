@@ -191,8 +191,9 @@ def convert_big_resnet(
                             "(only d_cond_mtd PD, or W/O with an unconditional G, is converted)")  # fmt: skip
     else:
         fields.update(d_ch=fields["g_ch"], d_attention_blocks=())
-    fields.update(sn_variant="torch", sn_eps=SN_EPS, bn_eps=BN_EPS, out_bn_eps=BN_EPS, init="ortho",
-                  d_relu_shortcut=True)
+    fields.update(
+        sn_variant="torch", sn_eps=SN_EPS, bn_eps=BN_EPS, out_bn_eps=BN_EPS, init="ortho", d_relu_shortcut=True
+    )
     try:
         cfg = BigGANConfig.from_dict(fields)
     except UserError as exc:

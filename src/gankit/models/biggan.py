@@ -394,8 +394,14 @@ class BigGANDiscriminator(Discriminator):
         widths, pools = cfg.d_widths(), cfg.d_pools()
         ins = [cfg.channels, *widths[:-1]]
         self.blocks = nn.ModuleList(
-            DBlock(ins[k], widths[k], preactivation=k > 0, downsample=pools[k], make=make,
-                   relu_shortcut=cfg.d_relu_shortcut)
+            DBlock(
+                ins[k],
+                widths[k],
+                preactivation=k > 0,
+                downsample=pools[k],
+                make=make,
+                relu_shortcut=cfg.d_relu_shortcut,
+            )
             for k in range(len(widths))
         )
         self.attention = nn.ModuleDict({str(k): make.attention(widths[k]) for k in cfg.d_attention_blocks})
