@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from gankit.compat.pgan_zoo import is_pgan_zoo_file, load_pgan_zoo_generator
+from gankit.compat.studiogan import is_studiogan_file, is_studiogan_folder, load_studiogan_generator
 from gankit.device import select_device
 from gankit.errors import ParameterError, UserError
 from gankit.hub import PretrainedDir, generator_from_pretrained, is_repo_id, resolve_pretrained
@@ -108,6 +109,17 @@ def read_pgan_zoo(path: Path, request: LoadRequest) -> Generator:
     return load_pgan_zoo_generator(path, ema=request.ema)
 
 
+def read_studiogan(path: Path, request: LoadRequest) -> Generator:
+    """A PyTorch-StudioGAN checkpoint file (``model=G-best-weights-step=N.pth``, ...) or run folder, converted
+    exactly (:mod:`gankit.compat.studiogan`): its G_ema when the checkpoint has one and ``ema=True``, else G."""
+    _local_only(path, request)
+    return load_studiogan_generator(path, ema=request.ema)
+
+
+def _is_studiogan(path: Path) -> bool:
+    return is_studiogan_file(path) or is_studiogan_folder(path)
+
+
 def read_hub_repo(path: Path, request: LoadRequest) -> Generator:
     """A Hub repo id ``user/name``: the pretrained folder from the Hub cache, else downloaded."""
     text = path.as_posix()
@@ -124,6 +136,7 @@ def _is_pretrained_folder(path: Path) -> bool:
 # Tried in order; the first row that recognises the source reads it.
 FORMATS: tuple[Format, ...] = (
     Format("pretrained folder", _is_pretrained_folder, read_pretrained_folder),
+    Format("StudioGAN checkpoint", _is_studiogan, read_studiogan),
     Format("run folder", Path.is_dir, read_run_folder),
     Format("safetensors export", lambda p: p.is_file() and p.suffix == ".safetensors", read_export),
     Format("pytorch_GAN_zoo PGAN file", lambda p: p.is_file() and is_pgan_zoo_file(p), read_pgan_zoo),
