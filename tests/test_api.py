@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import gankit
 from gankit.api import (
@@ -83,8 +84,10 @@ def _hub_cache(cache: Path, repo_id: str, folder: Path, commit: str) -> None:
 
 
 # One source of each kind: the row of FORMATS that reads it, and a variant after the colon
-FORMAT_CASES = ["pretrained folder", "run folder", "run folder: an export alone", "safetensors export",
-                "pytorch_GAN_zoo PGAN file", "checkpoint", "Hub repo id"]  # fmt: skip
+FORMAT_CASES = ["pretrained folder", "BigGAN-PyTorch weights", "BigGAN-PyTorch weights: a G.pth file", "run folder",
+                "run folder: an export alone", "safetensors export", "pytorch_GAN_zoo PGAN file", "checkpoint",
+                "Hub repo id"]  # fmt: skip
+BIGGAN_PYTORCH = Path(__file__).parent / "fixtures" / "biggan_pytorch" / "c32"
 
 
 def test_every_row_of_the_format_table_has_a_case():
@@ -115,10 +118,17 @@ def test_each_row_recognises_and_loads_its_source(case, trained_run, tmp_path, m
         source = build_zoo_file(tmp_path / "zoo.pth", depths=(16, 12), noise_dim=12)
     elif case == "checkpoint":
         source = trained_run / "checkpoints" / "last.pt"
+    elif case.startswith("BigGAN-PyTorch"):
+        source = BIGGAN_PYTORCH if case == "BigGAN-PyTorch weights" else BIGGAN_PYTORCH / "G.pth"
     assert find_format(source).name == case.split(":")[0]
     G = gankit.load_generator(source, **kwargs)
     assert not G.training and not any(p.requires_grad for p in G.parameters()) and G.device == torch.device("cpu")
-    if case == "pytorch_GAN_zoo PGAN file":
+    if case.startswith("BigGAN-PyTorch"):  # the source's own eval-mode images (tests/fixtures/biggan_pytorch)
+        ref = load_file(BIGGAN_PYTORCH / "reference.safetensors")
+        expected = ref["images_G_ema" if case == "BigGAN-PyTorch weights" else "images_G"]
+        with torch.no_grad():
+            torch.testing.assert_close(G(ref["z"], ref["y"]), expected, rtol=0, atol=1e-5)
+    elif case == "pytorch_GAN_zoo PGAN file":
         assert isinstance(G, ProgressiveGenerator) and G.z_dim == 12 and G.image_size == 8
         torch.testing.assert_close(_outputs(G), _outputs(load_pgan_zoo_generator(source, ema=True).eval()))
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from gankit.compat.biggan_pytorch import is_biggan_pytorch_source, load_biggan_pytorch_generator
 from gankit.compat.pgan_zoo import is_pgan_zoo_file, load_pgan_zoo_generator
 from gankit.compat.studiogan import is_studiogan_file, is_studiogan_folder, load_studiogan_generator
 from gankit.device import select_device
@@ -109,6 +110,13 @@ def read_pgan_zoo(path: Path, request: LoadRequest) -> Generator:
     return load_pgan_zoo_generator(path, ema=request.ema)
 
 
+def read_biggan_pytorch(path: Path, request: LoadRequest) -> Generator:
+    """A BigGAN-PyTorch ``G_ema.pth`` / ``G.pth`` or its weights folder (``G_ema.pth`` for ``ema=True``),
+    converted exactly (:mod:`gankit.compat.biggan_pytorch`)."""
+    _local_only(path, request)
+    return load_biggan_pytorch_generator(path, ema=request.ema)
+
+
 def read_studiogan(path: Path, request: LoadRequest) -> Generator:
     """A PyTorch-StudioGAN checkpoint file (``model=G-best-weights-step=N.pth``, ...) or run folder, converted
     exactly (:mod:`gankit.compat.studiogan`): its G_ema when the checkpoint has one and ``ema=True``, else G."""
@@ -136,6 +144,7 @@ def _is_pretrained_folder(path: Path) -> bool:
 # Tried in order; the first row that recognises the source reads it.
 FORMATS: tuple[Format, ...] = (
     Format("pretrained folder", _is_pretrained_folder, read_pretrained_folder),
+    Format("BigGAN-PyTorch weights", is_biggan_pytorch_source, read_biggan_pytorch),
     Format("StudioGAN checkpoint", _is_studiogan, read_studiogan),
     Format("run folder", Path.is_dir, read_run_folder),
     Format("safetensors export", lambda p: p.is_file() and p.suffix == ".safetensors", read_export),

@@ -15,6 +15,7 @@ statistics (``--mybn``'s ``bn.stored_*`` too). Supported: ``G_param SN`` (the de
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -225,15 +226,38 @@ def import_biggan_pytorch(path: Path, *, ema: bool) -> ImportedModel:
     return ImportedModel(G, D, "biggan-pytorch", [str(f) for f in files], "MIT", notes)
 
 
-def is_biggan_pytorch_file(path: Path) -> bool:
-    """True when ``path`` looks like a BigGAN-PyTorch generator file (``G.pth`` / ``G_ema.pth`` whose archive
-    names no class other than tensors: only its file name and size are checked, nothing is unpickled)."""
-    return path.is_file() and path.name in ("G.pth", "G_ema.pth") and path.stat().st_size > 0
+def _names_biggan_tensors(path: Path) -> bool:
+    """True when ``path`` is a torch archive whose pickle names BigGAN-PyTorch's tensors (read, not unpickled)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+            head = zf.read(names[0]) if names else b""
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return b"linear.u0" in head and b"output_layer." in head
+
+
+def is_biggan_pytorch_source(path: Path) -> bool:
+    """True when ``path`` is a BigGAN-PyTorch ``G.pth`` / ``G_ema.pth``, or a folder holding one (and not a gankit
+    run folder): what ``gankit.load_generator`` reads with :func:`load_biggan_pytorch_generator`."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "checkpoints").is_dir() or (path / "generator.safetensors").is_file():
+            return False
+        return any(_names_biggan_tensors(path / name) for name in ("G_ema.pth", "G.pth") if (path / name).is_file())
+    return path.is_file() and path.name in ("G.pth", "G_ema.pth") and _names_biggan_tensors(path)
 
 
 def load_biggan_pytorch_generator(path: Path, *, ema: bool = True) -> BigGANGenerator:
-    """The eval-mode gankit generator of a BigGAN-PyTorch ``G.pth`` / ``G_ema.pth`` (``gankit.load_generator``)."""
+    """The eval-mode gankit generator of a BigGAN-PyTorch ``G.pth`` / ``G_ema.pth``, or of a weights folder
+    (``G_ema.pth`` when ``ema``, else ``G.pth``); what ``gankit.load_generator`` reads. No discriminator is read."""
     path = Path(path)
+    if path.is_dir():
+        path, _ = _files(path, ema)
+    elif not ema and path.name == "G_ema.pth":
+        raise UserError(f"{path} is the EMA generator; give G.pth (or the folder) for the raw one")
     g = tensor_dict(load_torch_file(path, WHAT), path, WHAT)
     cfg = config_from_states(g, None, _run_config(path.parent), path)
     return convert_generator(g, cfg, path)
@@ -244,7 +268,7 @@ __all__ = [
     "convert_discriminator",
     "convert_generator",
     "import_biggan_pytorch",
-    "is_biggan_pytorch_file",
+    "is_biggan_pytorch_source",
     "load_biggan_pytorch_generator",
     "read_biggan_pytorch",
 ]
