@@ -196,3 +196,19 @@ def test_reported_fid_is_found_from_the_run_names() -> None:
     assert "not found" in reported_fid("my-own-run")
     notes = import_studiogan(RUNS / "CIFAR10-SAGAN-tiny").notes
     assert notes["reported FID"].startswith("10.35") and notes["checkpoint"] == "best, step 2"
+
+
+def test_load_generator_reads_studiogan_files_and_folders() -> None:
+    import gankit
+
+    p = "CIFAR10-SAGAN-tiny"
+    folder = gankit.load_generator(RUNS / p)  # best checkpoint, its G_ema
+    raw = gankit.load_generator(RUNS / p / "model=G-current-weights-step=4.pth", ema=False)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            folder(REF[f"{p}/best/z"], REF[f"{p}/best/y"]), REF[f"{p}/best/G_ema"], atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            raw(REF[f"{p}/current/z"], REF[f"{p}/current/y"]), REF[f"{p}/current/G"], atol=1e-5, rtol=0
+        )
+    assert not folder.training
