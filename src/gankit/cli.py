@@ -104,6 +104,9 @@ def _add_train(sub) -> None:
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint "
                                                        "(changes given with --set / --steps are recorded there)")
+    t.add_argument("--init-from", metavar="DIR",
+                   help="start a new run (fine-tuning) from a pretrained folder's G, and D from its discriminator/ "
+                        "(gankit import, save_pretrained); its model config is the run's")
     _overwrite(t, "replace the run already in --out")
     _no_progress(t)
     t.add_argument("--nproc", type=_positive_int,
@@ -121,6 +124,8 @@ def _train(args: argparse.Namespace) -> int:
         return distributed.launch(args.nproc, _without_nproc(args.argv))
     flags = {name: getattr(args, name) for name in TRAIN_FLAGS}
     flags["strict"] = True if args.strict else None  # store_true: False means "not given"
+    if args.resume and args.init_from:
+        raise ParameterError("init_from", "starts a new run; --resume continues one: give one of them")
     if args.resume:
         check_resume_flags(preset=args.preset, config_file=args.config, out=args.out, overwrite=args.overwrite,
                            print_config=args.print_config)
@@ -128,12 +133,12 @@ def _train(args: argparse.Namespace) -> int:
                          progress=_progress(args))
     overrides = flag_overrides(flags)
     if args.print_config:
-        from gankit.config import resolve_config
-
-        print(resolve_config(args.preset, args.config, overrides, args.set).to_yaml(), end="")
+        init = app.read_init(args.init_from) if args.init_from else None
+        print(app.run_config(args.preset, args.config, overrides, args.set, init).to_yaml(), end="")
         return 0
     return app.train(device=args.device, progress=_progress(args), preset=args.preset, config_file=args.config,
-                     overrides=overrides, sets=args.set, out=args.out, overwrite=args.overwrite)
+                     overrides=overrides, sets=args.set, out=args.out, overwrite=args.overwrite,
+                     init_from=args.init_from)
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -72,6 +72,15 @@ class GANStep:
         # checkpoints. Per-rank seeds: each process draws its own latents.
         self.noise = torch.Generator(device=device).manual_seed(t.seed + 1 + 1_000_003 * dist.rank)
 
+    def init_weights(self, g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor] | None,
+                     source: str) -> None:  # fmt: skip
+        """Start from stored weights (``gankit train --init-from``): G and its EMA from ``g_state``, D from
+        ``d_state`` when given (else D keeps its fresh initialisation); loaded strictly, ``source`` names them."""
+        self.G.load_weights(g_state, source)
+        self.ema.model.load_weights(g_state, source)
+        if d_state is not None:
+            self.D.load_weights(d_state, f"{source}/discriminator")
+
     def _speedups(self) -> None:
         """Distributed sync, mixed precision, channels_last, sync BN and torch.compile, as configured.
 

@@ -58,10 +58,12 @@ class Trainer:
         batches: DataBatches | None = None,
         source: DataSource | None = None,
         state: dict[str, Any] | None = None,
+        init: tuple[dict[str, Any], dict[str, Any] | None, str] | None = None,
     ) -> None:
         """``batches`` replaces the configured dataset (benchmarks, tests); by default it is opened from
         ``cfg.data`` (``source``: opened already, by a caller that checks the data before it makes the run
-        folder). ``state``: a checkpoint to continue from."""
+        folder). ``state``: a checkpoint to continue from. ``init``: ``(G state, D state or None, source)`` to start
+        a new run from (:meth:`GANStep.init_weights`)."""
         self.cfg = cfg
         self.run = RunDir(run_dir)
         t = cfg.training
@@ -75,6 +77,8 @@ class Trainer:
         self.class_names: list[str] | None = None  # the data's class names, for the sample grids' rows
         self.batches = batches if batches is not None else self._open_data(source)
         self.gan = GANStep(self.cfg, self.batches, self.device, self.dist)
+        if init is not None:
+            self.gan.init_weights(*init)
         self.bad_streak = 0  # consecutive steps skipped by the NaN guard
         self.rollbacks = 0
         self.writer = RunWriter(self.run, self.cfg, self.gan.G, self.device, self.class_names)
