@@ -427,7 +427,8 @@ def _explore(args: argparse.Namespace) -> int:
 
 def _add_push(sub) -> None:
     p = sub.add_parser("push", help="upload a run's EMA generator to the Hugging Face Hub (one commit)")
-    p.add_argument("run", metavar="RUN", help="run folder (or one of its .pt checkpoints)")
+    p.add_argument("run", metavar="RUN", help="run folder (or one of its .pt checkpoints), or a pretrained folder "
+                                              "(gankit import)")
     p.add_argument("--repo-id", required=True, metavar="USER/NAME",
                    help="Hub model repository, user/name or org/name (created if missing)")
     p.add_argument("--private", action="store_true",

@@ -75,3 +75,21 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, capsys) -> None
         err = capsys.readouterr().err.strip()
         assert err.startswith("gankit: error:") and "\n" not in err, err
         assert not out.exists()
+
+
+def test_push_uploads_an_imported_folder_as_it_is(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tests.test_hub import FakeHub
+
+    out = tmp_path / "imported"
+    assert main(["import", "studiogan", str(STUDIOGAN / "CIFAR10-SNGAN-tiny"), "--out", str(out)]) == 0
+    fake = FakeHub(monkeypatch)
+    argv = ["push", str(out), "--repo-id", "user/sngan-studiogan", "--token", "hf_fake", "--include-discriminator"]
+    assert main(argv) == 0
+    assert [name for name, _ in fake.calls] == ["create_repo", "upload_folder"]
+    assert sorted(fake.files) == ["README.md", "config.json", "discriminator/config.json",
+                                  "discriminator/model.safetensors", "model.safetensors", "samples.png"]  # fmt: skip
+    assert fake.files["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    card = fake.files["README.md"].decode()
+    assert 'gankit.load_generator("user/sngan-studiogan")' in card and "PyTorch-StudioGAN" in card
+    assert main([*argv[:6], "--license", "mit"]) == 2
+    assert "--license is for run folders" in capsys.readouterr().err

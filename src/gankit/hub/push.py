@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from gankit.errors import ParameterError, UserError
+from gankit.hub.layout import PretrainedDir
 from gankit.hub.pretrained import save_pretrained
 from gankit.hub.remote import first_line, is_repo_id, offline_mode, require_hub
 from gankit.models.base import Generator
@@ -50,9 +52,16 @@ def push_to_hub(
     token = token or hf.get_token()
     if not token:
         raise UserError("no Hugging Face token: log in with `hf auth login`, set HF_TOKEN or pass a token (--token)")
+    ready = not isinstance(source, Generator) and PretrainedDir(source).is_pretrained()
+    if ready and (best or license is not None):
+        raise ParameterError("best" if best else "license", f"is for run folders; {source} is a pretrained folder "
+                             "(its model card states its license)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="gankit-push-") as tmp:
-        folder = save_pretrained(source, Path(tmp) / "model", include_discriminator=include_discriminator,
-                                 best=best, repo_id=repo_id, license=license)
+        if ready:
+            folder = _copy_pretrained(PretrainedDir(source), Path(tmp) / "model", include_discriminator, repo_id)
+        else:
+            folder = save_pretrained(source, Path(tmp) / "model", include_discriminator=include_discriminator,
+                                     best=best, repo_id=repo_id, license=license)
         files = tuple(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
         name = source.config.family if isinstance(source, Generator) else Path(source).name
         message = commit_message or f"Upload {name} with gankit {__version__}"
@@ -69,6 +78,26 @@ def push_to_hub(
             raise UserError(f"cannot reach the Hugging Face Hub to push {repo_id}: {first_line(exc)}") from None
     repo_url = str(url) + (f"/tree/{revision}" if revision else "")
     return Pushed(repo_url, getattr(info, "commit_url", None), files)
+
+
+def _copy_pretrained(source: PretrainedDir, dest: Path, include_discriminator: bool, repo_id: str) -> Path:
+    """A pretrained folder as it is pushed (``gankit import`` writes them): gankit's files of ``source``
+    (``discriminator/`` with ``include_discriminator``), the model card's placeholder repo id replaced."""
+    dest.mkdir(parents=True)
+    for name in PretrainedDir.ARTEFACTS:
+        path = source.root / name
+        if name == PretrainedDir.DISCRIMINATOR:
+            if include_discriminator and path.is_dir():
+                shutil.copytree(path, dest / name)
+            elif include_discriminator:
+                raise ParameterError("include_discriminator", f"{source.root} has no discriminator/")
+        elif name == PretrainedDir.CARD and path.is_file():
+            card = path.read_text(encoding="utf-8")
+            (dest / name).write_text(card.replace('"user/name"', f'"{repo_id}"')
+                                     .replace("--checkpoint user/name", f"--checkpoint {repo_id}"), encoding="utf-8")
+        elif path.is_file():
+            shutil.copy2(path, dest / name)
+    return dest
 
 
 __all__ = ["Pushed", "push_to_hub"]
