@@ -84,10 +84,12 @@ def _hub_cache(cache: Path, repo_id: str, folder: Path, commit: str) -> None:
 
 
 # One source of each kind: the row of FORMATS that reads it, and a variant after the colon
-FORMAT_CASES = ["pretrained folder", "BigGAN-PyTorch weights", "BigGAN-PyTorch weights: a G.pth file", "run folder",
-                "run folder: an export alone", "safetensors export", "pytorch_GAN_zoo PGAN file", "checkpoint",
-                "Hub repo id"]  # fmt: skip
+FORMAT_CASES = ["pretrained folder", "BigGAN-PyTorch weights", "BigGAN-PyTorch weights: a G.pth file",
+                "StudioGAN checkpoint", "StudioGAN checkpoint: a G file", "run folder", "run folder: an export alone",
+                "safetensors export", "pytorch_GAN_zoo PGAN file", "checkpoint", "Hub repo id"]  # fmt: skip
 BIGGAN_PYTORCH = Path(__file__).parent / "fixtures" / "biggan_pytorch" / "c32"
+STUDIOGAN = Path(__file__).parent / "fixtures" / "studiogan"
+STUDIOGAN_RUN = STUDIOGAN / "studiogan_official_ckpt" / "CIFAR10-SAGAN-tiny"
 
 
 def test_every_row_of_the_format_table_has_a_case():
@@ -120,6 +122,9 @@ def test_each_row_recognises_and_loads_its_source(case, trained_run, tmp_path, m
         source = trained_run / "checkpoints" / "last.pt"
     elif case.startswith("BigGAN-PyTorch"):
         source = BIGGAN_PYTORCH if case == "BigGAN-PyTorch weights" else BIGGAN_PYTORCH / "G.pth"
+    elif case.startswith("StudioGAN"):  # a run folder (best checkpoint, its G_ema) or one file (its G)
+        g_file = STUDIOGAN_RUN / "model=G-current-weights-step=4.pth"
+        source = STUDIOGAN_RUN if case == "StudioGAN checkpoint" else g_file
     assert find_format(source).name == case.split(":")[0]
     G = gankit.load_generator(source, **kwargs)
     assert not G.training and not any(p.requires_grad for p in G.parameters()) and G.device == torch.device("cpu")
@@ -128,6 +133,12 @@ def test_each_row_recognises_and_loads_its_source(case, trained_run, tmp_path, m
         expected = ref["images_G_ema" if case == "BigGAN-PyTorch weights" else "images_G"]
         with torch.no_grad():
             torch.testing.assert_close(G(ref["z"], ref["y"]), expected, rtol=0, atol=1e-5)
+    elif case.startswith("StudioGAN"):  # the source's own eval-mode images (tests/fixtures/studiogan)
+        ref = load_file(STUDIOGAN / "reference.safetensors")
+        p = "CIFAR10-SAGAN-tiny/best" if case == "StudioGAN checkpoint" else "CIFAR10-SAGAN-tiny/current"
+        expected = ref[f"{p}/G_ema" if case == "StudioGAN checkpoint" else f"{p}/G"]
+        with torch.no_grad():
+            torch.testing.assert_close(G(ref[f"{p}/z"], ref[f"{p}/y"]), expected, rtol=0, atol=1e-5)
     elif case == "pytorch_GAN_zoo PGAN file":
         assert isinstance(G, ProgressiveGenerator) and G.z_dim == 12 and G.image_size == 8
         torch.testing.assert_close(_outputs(G), _outputs(load_pgan_zoo_generator(source, ema=True).eval()))

@@ -522,10 +522,17 @@ def import_studiogan(
 
 
 def load_studiogan_generator(path: str | Path, *, ema: bool = True) -> Generator:
-    """The eval-mode generator of a StudioGAN file or run folder: ``G_ema`` when the checkpoint has one and
-    ``ema``, else ``G`` (what ``gankit.load_generator`` returns for these files)."""
-    files = find_files(path)
-    use_ema = ema and "G_ema" in files.paths
+    """The eval-mode generator of a StudioGAN run folder (its ``G_ema`` when the checkpoint has one and ``ema``,
+    else ``G``) or file (the generator that file holds; ``ema=False`` on a ``G_ema`` file takes its ``G``): what
+    ``gankit.load_generator`` returns for these files."""
+    path = Path(path)
+    match = FILE_PATTERN.match(path.name) if path.is_file() else None
+    if match is not None and match.group(1) == "D":
+        raise UserError(f"{path} is a discriminator; give the run folder or a model=G-... / model=G_ema-... file")
+    if match is not None:
+        use_ema = match.group(1) == "G_ema" and ema
+    else:
+        use_ema = ema and "G_ema" in find_files(path).paths
     return import_studiogan(path, ema=use_ema).generator.requires_grad_(False)
 
 
