@@ -44,10 +44,11 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def test_init_from_starts_with_the_folders_weights_and_trains(imported: Path, data: Path, tmp_path: Path) -> None:
     _, g_state = PretrainedDir(imported).read()
     _, d_state = PretrainedDir(imported).discriminator.read()
-    overrides = {"data": {"dataset": "auto", "path": str(data)}, "training": {"steps": 2, "batch_size": 4, "device": "cpu"}}
+    training = {"steps": 2, "batch_size": 4, "device": "cpu"}
+    overrides = {"data": {"dataset": "auto", "path": str(data)}, "training": training}
     with contextlib.ExitStack() as held:
-        trainer = app.start(preset=None, overrides=overrides, out=tmp_path / "run", held=held, init_from=imported,
-                            progress=False)  # fmt: skip
+        trainer = app.start(preset=None, overrides=overrides, out=tmp_path / "run", held=held,
+                            init_from=imported, progress=False)  # fmt: skip
         gan = trainer.gan
         assert gan.step == 0
         assert _same(gan.G.state_dict(), g_state) and _same(gan.ema.model.state_dict(), g_state)
