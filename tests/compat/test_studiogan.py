@@ -230,3 +230,27 @@ def test_imported_generator_exports_and_loads_back(tmp_path: Path) -> None:
         G.save_export(tmp_path / "folded.safetensors", **{SPECTRAL_NORM_FOLDED: "true"})
         folded = gankit.load_generator(tmp_path / "folded.safetensors")
         torch.testing.assert_close(folded(z, y), expected, atol=1e-5, rtol=0)
+
+
+def test_unsupported_discriminators_are_one_line(tmp_path: Path) -> None:
+    run = _copy_run(tmp_path)
+    d = next(run.glob("model=D-*"))
+    original = d.read_bytes()
+
+    def no_sn(s: dict) -> None:
+        s["linear1.weight"] = s.pop("linear1.weight_orig")
+        del s["linear1.weight_u"], s["linear1.weight_v"]
+
+    def multi_head(s: dict) -> None:
+        s["linear1.weight_orig"] = torch.zeros(11, s["linear1.weight_orig"].shape[1])
+
+    def other_classes(s: dict) -> None:
+        s["embedding.weight_orig"] = torch.zeros(7, s["embedding.weight_orig"].shape[1])
+
+    for edit, message in ((no_sn, "has no spectral norm"), (multi_head, "11 outputs"),
+                          (other_classes, "G and D disagree on num_classes")):  # fmt: skip
+        d.write_bytes(original)
+        _edit_state(d, edit)
+        with pytest.raises(UserError, match=message) as err:
+            import_studiogan(run)
+        assert "\n" not in str(err.value)
