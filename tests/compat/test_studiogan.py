@@ -4,7 +4,6 @@ its eval-mode images and D logits; key coverage; refusals of unsupported, trunca
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 from pathlib import Path
 
@@ -143,7 +142,6 @@ def test_a_pickle_carrying_code_is_refused(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(UserError, match="refused for safety"):
         import_studiogan(run)
     assert not called
-    assert pickle.dumps(1)  # the module is used: the payload pickles with the standard protocol
 
 
 def test_ema_without_g_ema_and_non_studiogan_names_are_one_line(tmp_path: Path) -> None:
