@@ -211,7 +211,7 @@ def test_a_config_without_family_or_with_an_unknown_key_is_one_line(tmp_path):
     write_pretrained(G, tmp_path / "g")
     config = json.loads((tmp_path / "g" / "config.json").read_text())
     write_json(tmp_path / "g" / "config.json", {k: v for k, v in config.items() if k != "family"})
-    with pytest.raises(UserError, match="has no 'family' \\(one of sagan, pgan, sngan, dcgan\\)"):
+    with pytest.raises(UserError, match="has no 'family' \\(one of sagan, pgan, sngan, dcgan, biggan\\)"):
         gankit.load_generator(tmp_path / "g")
     write_json(tmp_path / "g" / "config.json", {**config, "z_dimm": 3})
     with pytest.raises(UserError, match=r"config.json: unknown config key model.z_dimm \(did you mean 'z_dim'\?\)"):

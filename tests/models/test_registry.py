@@ -13,7 +13,7 @@ from tests.tiny import family_config
 
 
 def test_registry_finds_every_family_and_rejects_unknown():
-    assert list(FAMILIES) == ["sagan", "pgan", "sngan", "dcgan"]
+    assert list(FAMILIES) == ["sagan", "pgan", "sngan", "dcgan", "biggan"]
     for name in FAMILIES:
         assert get_family(name).config.family == name
     with pytest.raises(UserError, match="did you mean 'sngan'"):
@@ -53,7 +53,7 @@ def test_every_family_shares_the_base_fields_first(name):
 
 
 def test_model_configs_from_plain_data_refuse_what_no_family_takes():
-    with pytest.raises(UserError, match="model.family is missing; set it to one of: sagan, pgan, sngan, dcgan"):
+    with pytest.raises(UserError, match="model.family is missing; set it to one of: sagan, pgan, sngan, dcgan, biggan"):
         model_config_from_dict({"z_dim": 8})
     with pytest.raises(UserError) as info:
         model_config_from_dict({"family": "dcgan", "z_dimm": 8})
