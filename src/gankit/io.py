@@ -258,6 +258,17 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """Hex sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in name order): the identity of a
+    model's weights that projection and direction files record, whatever file the weights were read from."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 # ------------------------------------------------------------------------------------------- safetensors
 
 

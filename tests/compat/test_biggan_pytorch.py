@@ -46,7 +46,8 @@ def test_the_architecture_is_read_from_the_tensors():
     assert (c32.image_size, c32.z_dim, c32.shared_dim, c32.hierarchical) == (32, 20, 0, False)
     assert c32.g_attention_blocks == (1,) and c32.d_attention_blocks == (0, 1, 2, 3) and c32.sn_eps == 1e-8
     i128 = import_biggan_pytorch(FIXTURES / "i128", ema=True).generator.config
-    assert (i128.image_size, i128.z_dim, i128.shared_dim, i128.hierarchical, i128.num_classes) == (128, 24, 16, True, 10)
+    shape = (i128.image_size, i128.z_dim, i128.shared_dim, i128.hierarchical, i128.num_classes)
+    assert shape == (128, 24, 16, True, 10)
     assert i128.g_widths() == [64, 64, 32, 16, 8, 4] and i128.d_widths() == [8, 16, 32, 64, 128, 128]
     assert i128.g_attention_blocks == (3,) and i128.d_attention_blocks == (0,) and i128.sn_variant == "biggan"
 
@@ -132,7 +133,8 @@ class _Payload:
 
 def test_a_pickle_carrying_code_is_refused(tmp_path, capsys):
     folder = _folder_with(tmp_path, {"linear.weight": torch.zeros(2), "hook": _Payload()})  # type: ignore[dict-item]
-    with pytest.raises(UserError, match=r"G_ema.pth holds objects other than tensors and plain data \(print\): refused for safety"):
+    refused = r"G_ema.pth holds objects other than tensors and plain data \(print\): refused for safety"
+    with pytest.raises(UserError, match=refused):
         import_biggan_pytorch(folder, ema=True)
     assert "must never run" not in capsys.readouterr().out
 

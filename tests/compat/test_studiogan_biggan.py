@@ -44,7 +44,8 @@ def test_the_architecture_is_read_from_the_tensors():
     cfg = G.config
     assert (cfg.image_size, cfg.z_dim, cfg.num_classes, cfg.shared_dim, cfg.hierarchical) == (128, 24, 10, 16, True)
     assert cfg.g_attention_blocks == (3,) and cfg.d_attention_blocks == (0,)  # attn_g_loc [4], attn_d_loc [1]
-    assert (cfg.sn_variant, cfg.sn_eps, cfg.bn_eps, cfg.out_bn_eps, cfg.d_relu_shortcut) == ("torch", 1e-6, 1e-4, 1e-4, True)
+    read = (cfg.sn_variant, cfg.sn_eps, cfg.bn_eps, cfg.out_bn_eps, cfg.d_relu_shortcut)
+    assert read == ("torch", 1e-6, 1e-4, 1e-4, True)
     c64 = convert_big_resnet(checkpoint("c64", "G")["state_dict"], None, hints={})[0].config
     assert c64.g_widths() == [64, 32, 16, 8, 4]  # StudioGAN's 64 px table (not BigGAN-PyTorch's)
     uncond, no_d = convert_big_resnet(checkpoint("u32", "G")["state_dict"], None, hints={"num_classes": 10})
@@ -75,10 +76,12 @@ def test_every_tensor_is_consumed_or_the_conversion_names_the_keys():
         convert_big_resnet(g, None, hints={})
     message = str(info.value)
     assert "\n" not in message and message.startswith("the StudioGAN generator state dict does not match")
-    assert "unexpected 'info_mix_linear.weight'" in message and "missing 'blocks.1.0.bn2.bn.num_batches_tracked'" in message
+    assert "unexpected 'info_mix_linear.weight'" in message
+    assert "missing 'blocks.1.0.bn2.bn.num_batches_tracked'" in message
     d = dict(checkpoint("c32", "D")["state_dict"])
     d["linear2.weight_orig"] = torch.zeros(10, 16)  # an AC / 2C head
-    with pytest.raises(UserError, match=r"discriminator state dict does not match .*: unexpected 'linear2.weight_orig'$"):
+    refused = r"discriminator state dict does not match .*: unexpected 'linear2.weight_orig'$"
+    with pytest.raises(UserError, match=refused):
         convert_big_resnet(checkpoint("c32", "G")["state_dict"], d, hints={})
 
 

@@ -99,7 +99,8 @@ def test_batch_independent_is_honest(family, k):
     y = labels_for(D.config, 8)
     part = lambda sl: copy.deepcopy(D)(x[sl], None if y is None else y[sl])  # noqa: E731
     joint, parts = part(slice(0, 8)), torch.cat([part(slice(0, 2)), part(slice(2, 8))])  # 2 | 6: other groups
-    expected = {"sagan": True, "sngan": True, "dcgan": False, "pgan": False, "biggan": True}[family]  # dcgan: D batch norm
+    # dcgan: D batch norm; pgan: minibatch stddev
+    expected = {"sagan": True, "sngan": True, "dcgan": False, "pgan": False, "biggan": True}[family]
     assert D.batch_independent is expected
     assert torch.allclose(joint, parts, rtol=1e-5, atol=1e-6) is expected
 

@@ -8,6 +8,7 @@ origin, where a generator sees few latents during training).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -122,16 +123,82 @@ def latent_walks(
 def write_walks(generator, out: str | Path, *, overwrite: bool = False, **walk) -> list[Path]:
     """:func:`latent_walks` (``walk`` are its arguments) into ``OUT.png`` (one row per walk, clamped to [-1, 1]
     for display), ``OUT.npz`` (raw images ``(rows, steps, C, H, W)``, latents, positions, labels) or both."""
+    rows, steps = walk.get("rows", 4), walk.get("steps", 8)
+    return write_strip(generator, out, rows, steps, lambda: latent_walks(generator, **walk), overwrite=overwrite)
+
+
+def write_strip(generator, out: str | Path, rows: int, steps: int, make: Callable[[], LatentWalk], *,
+                overwrite: bool = False) -> list[Path]:
+    """The strip ``make()`` returns (``rows`` x ``steps`` images: walks or edits) into ``OUT.png``, ``OUT.npz`` or
+    both, the outputs checked and claimed before any work."""
     if str(out).endswith(("/", "\\")) or Path(out).is_dir():
         raise ParameterError("out", f"{out} is a folder; give STRIP.png, FILE.npz, or a name OUT for both")
-    rows, steps = walk.get("rows", 4), walk.get("steps", 8)
     if rows * steps > MAX_WALK_IMAGES:
         raise ParameterError("rows", f"{rows} walks of {steps} images are {rows * steps} images, more than one strip "
                              f"holds (at most {MAX_WALK_IMAGES}: they are made in memory); lower --rows or --steps")
     targets = targets_for(out)
     with claim_outputs(targets.values(), overwrite=overwrite):
-        _write_walks(generator, targets, latent_walks(generator, **walk))
+        _write_walks(generator, targets, make())
     return list(targets.values())
+
+
+@torch.no_grad()
+def edit_strips(
+    generator,
+    vector: torch.Tensor,
+    *,
+    strength: tuple[float, float] = (-3.0, 3.0),
+    rows: int = 4,
+    steps: int = 7,
+    seed: int = 0,
+    class_id: int | None = None,
+    truncation: float | None = None,
+    projection=None,
+) -> LatentWalk:
+    """Edits along a latent direction ``vector`` ``(z_dim,)``: row ``i`` is ``z_i + s * vector`` for ``steps``
+    strengths ``s`` evenly from ``strength[0]`` to ``strength[1]`` (``positions``). The rows are seeded latents
+    (``generator.sample_latents(rows, seed)``; the class: ``class_id``, else seeded per row), or, with a
+    :class:`~gankit.apps.project.ProjectionFile` ``projection``, its projected images (rendered as it renders
+    them: feature maps and weight deltas of the other modes included)."""
+    if rows < 1:
+        raise ParameterError("rows", f"must be >= 1, got {rows}")
+    positions = torch.linspace(strength[0], strength[1], steps, dtype=torch.float64)
+    if projection is not None:
+        base, labels = projection.latents.float(), projection.classes.long()
+    else:
+        generator.check_class_id(class_id)
+        g = torch.Generator().manual_seed(seed)
+        base = generator.sample_latents(rows, generator=g, truncation=truncation).cpu()
+        drawn = generator.class_labels(rows, class_id=class_id, generator=g)
+        labels = torch.full((rows,), -1, dtype=torch.long) if drawn is None else drawn
+    latents = (base.double()[:, None, :] + positions[None, :, None] * vector.double().cpu()[None, None, :]).float()
+    images = []
+    for i in range(len(base)):
+        if projection is not None:
+            images.append(projection.render(generator, i, latents[i]).float().cpu())
+        else:
+            y = labels[i].repeat(steps).to(generator.device) if generator.num_classes else None
+            images.append(generator(latents[i].to(generator.device), y).float().cpu())
+    return LatentWalk(torch.stack(images), latents, positions, labels)
+
+
+@torch.no_grad()
+def projected_walks(generator, projection, *, steps: int = 8, mode: str = "lerp") -> LatentWalk:
+    """Walks between consecutive projected images of a :class:`~gankit.apps.project.ProjectionFile` (row ``i``:
+    image ``i`` to ``i + 1``; at least two images). The first half of a walk is rendered as image ``i`` is (its
+    class, feature map or weight delta), the second half as image ``i + 1``: both ends are the reconstructions."""
+    n = len(projection)
+    if n < 2:
+        raise ParameterError("latents", "a walk between projected images needs a file of at least two images")
+    positions = walk_positions(steps)
+    latents = interpolate(projection.latents[:-1].float(), projection.latents[1:].float(), positions, mode)
+    rows = []
+    for i in range(n - 1):
+        first = positions < 0.5
+        parts = [projection.render(generator, i, latents[i][first]).float().cpu() if first.any() else None,
+                 projection.render(generator, i + 1, latents[i][~first]).float().cpu() if (~first).any() else None]
+        rows.append(torch.cat([p for p in parts if p is not None]))
+    return LatentWalk(torch.stack(rows), latents, positions, projection.classes[:-1].long())
 
 
 def _write_walks(generator, targets: dict[str, Path], result: LatentWalk) -> None:
@@ -148,4 +215,5 @@ def _write_walks(generator, targets: dict[str, Path], result: LatentWalk) -> Non
         )
 
 
-__all__ = ["MODES", "LatentWalk", "interpolate", "latent_walks", "lerp", "slerp", "walk_positions", "write_walks"]
+__all__ = ["MODES", "LatentWalk", "edit_strips", "interpolate", "latent_walks", "lerp", "projected_walks", "slerp",
+           "walk_positions", "write_strip", "write_walks"]

@@ -268,6 +268,11 @@ class Generator(_Network):
         direction finding (SeFa) factorises; every family starts with such a map."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its first layer's latent map")
 
+    def latent_layer(self) -> str:
+        """The name of the submodule whose weight :meth:`latent_weight` reads (its output is ``A @ z + b``; some
+        families compute it without calling the module, so hooks on it may see nothing)."""
+        raise NotImplementedError(f"{type(self).__name__} does not name its first layer")
+
     def traceable(self) -> contextlib.AbstractContextManager[None]:
         """A context within which ``forward`` can be traced for export (``torch.export``, ONNX) at this generator's
         current state: what a family decides in Python from a buffer's value (a Progressive GAN's fade-in) is

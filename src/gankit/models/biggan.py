@@ -382,6 +382,9 @@ class BigGANGenerator(Generator):
         full[:, : w.shape[1]] = w
         return full
 
+    def latent_layer(self) -> str:
+        return "linear"
+
 
 class BigGANDiscriminator(Discriminator):
     """``D(x (B, channels, S, S), y (B,) | None) -> (B,)`` logits (projection when conditional)."""

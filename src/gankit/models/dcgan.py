@@ -96,6 +96,9 @@ class DCGANGenerator(Generator):
     def latent_weight(self) -> torch.Tensor:
         return latent_matrix(self.blocks[0].conv, self.z_dim)  # the 1x1 -> 4x4 transposed conv
 
+    def latent_layer(self) -> str:
+        return "blocks.0.conv"
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y, z.shape[0])
         h = z.reshape(z.shape[0], self.z_dim, 1, 1)

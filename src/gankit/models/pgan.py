@@ -287,6 +287,9 @@ class ProgressiveGenerator(_Growing, Generator):
         # the equalised linear after pixel norm; its first z_dim inputs are the latent (the class part follows)
         return latent_matrix(self.input_layer, self.z_dim)
 
+    def latent_layer(self) -> str:
+        return "input_layer"
+
     def synthesize(self, v: torch.Tensor) -> torch.Tensor:
         """Raw input ``(B, z_dim + num_classes)`` or ``(B, z_dim + num_classes, 1, 1)`` -> ``(B, C, R, R)``."""
         v = v.flatten(1) if v.dim() == 4 else v

@@ -252,6 +252,9 @@ class SNGANGenerator(Generator):
         first = self.stem if self.stem is not None else self.blocks[0].conv  # dense stem, or mnist's 1x1 ConvT
         return latent_matrix(first, self.z_dim)
 
+    def latent_layer(self) -> str:
+        return "stem" if self.stem is not None else "blocks.0.conv"
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y, z.shape[0])
         b, m = z.shape[0], self.config.bottom_width()
