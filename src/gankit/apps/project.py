@@ -533,11 +533,20 @@ class ProjectionFile:
             out.update({f"delta.{i}.{name}": t.float() for name, t in delta.items()})
         return out
 
-    def save(self, path: str | os.PathLike) -> Path:
-        meta = {"format": PROJECTION_FORMAT, "gankit_version": __version__, "mode": self.mode,
+    def metadata(self) -> dict[str, str]:
+        return {"format": PROJECTION_FORMAT, "gankit_version": __version__, "mode": self.mode,
                 "model_sha256": self.model_sha256, "layer": self.layer or "", "names": json.dumps(self.names),
                 "settings": json.dumps(self.meta)}
-        return save_safetensors(path, self.tensors(), meta)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_safetensors(path, self.tensors(), self.metadata())
+
+    def to_bytes(self) -> bytes:
+        """The content :meth:`save` writes, in memory (the explorer's download: nothing goes to the disk)."""
+        from safetensors.torch import save
+
+        plain = {k: v.detach().cpu().contiguous().clone() for k, v in self.tensors().items()}
+        return save(plain, metadata=self.metadata())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ProjectionFile:

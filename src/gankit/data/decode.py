@@ -12,7 +12,9 @@ Files are only ever opened for reading.
 
 from __future__ import annotations
 
+import io
 import os
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -144,8 +146,20 @@ def preprocess(img: Image.Image, size: int, channels: int) -> np.ndarray:
 
 def decode_file(path: str | os.PathLike, size: int, channels: int) -> np.ndarray:
     """Read and preprocess one file: uint8 ``(channels, size, size)``; :class:`BadImage` when it cannot be read."""
+    return _decode(path, size, channels)
+
+
+def decode_bytes(data: bytes, size: int, channels: int, formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """An encoded image held in memory (an upload) -> the same uint8 ``(channels, size, size)`` as
+    :func:`decode_file` gives for a file of these bytes, without touching the disk. ``formats`` (Pillow format
+    names) limits which decoders may read it; :class:`BadImage` when it cannot be read."""
+    return _decode(io.BytesIO(data), size, channels, formats)
+
+
+def _decode(source: str | os.PathLike | IO[bytes], size: int, channels: int,
+            formats: tuple[str, ...] | None = None) -> np.ndarray:
     try:
-        with Image.open(path) as img:
+        with Image.open(source, formats=formats) as img:
             img.load()
             return np.ascontiguousarray(preprocess(img, size, channels))
     except FileNotFoundError:
