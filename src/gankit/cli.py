@@ -158,6 +158,9 @@ def _add_sample(sub) -> None:
     s.add_argument("--checkpoint", required=True,
                    help=f"{GENERATOR_SOURCE}, or a .onnx file of gankit export --format onnx (run with onnxruntime)")
     s.add_argument("--num", type=int, default=64, help="number of images (default 64)")
+    s.add_argument("--latents", metavar="P.safetensors",
+                   help="render the images of a gankit project file instead of random samples (--num, --seed, "
+                        "classes and truncation do not apply)")
     group = s.add_mutually_exclusive_group()
     group.add_argument("--class-id", type=int, help="class of every image (conditional models)")
     group.add_argument("--balanced", action="store_true", help="cycle through all classes")
@@ -180,6 +183,16 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise ParameterError("num", f"must be >= 1, got {args.num}")
+    if args.latents:
+        from gankit.api import load_generator
+        from gankit.apps.project import ProjectionFile
+        from gankit.apps.sample import write_projected
+
+        projection = ProjectionFile.load(args.latents)
+        generator = load_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
+        written = write_projected(generator, args.out, projection, overwrite=args.overwrite)
+        print(f"gankit: wrote {' and '.join(map(str, written))} ({len(projection)} projected images)")
+        return 0
     generator = open_generator(args.checkpoint, ema=not args.no_ema, device=args.device)
     spec = SampleSpec(args.num, args.class_id, args.balanced, args.seed, args.truncation, args.batch_size)
     names = run_class_names(args.checkpoint) if args.balanced else None

@@ -101,6 +101,8 @@ def check_header(path: Path) -> tuple[int, int]:
             w, h = img.size
     except Image.UnidentifiedImageError:
         raise BadImage("is not an image Pillow can read") from None
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours: the header alone says too big
+        raise BadImage(f"has more pixels than projection decodes ({MAX_PIXELS // 1_000_000} M); downscale it") from None
     except DECODE_ERRORS as exc:
         raise BadImage(f"is a corrupt image ({str(exc)[:80]})") from None
     if w * h > MAX_PIXELS:
@@ -488,8 +490,8 @@ def _fit_generators(generator, objective, targets_e, settings, result: Projectio
                     for group, base in zip(opt.param_groups, (settings.finetune_lr, settings.lr * 0.1), strict=True):
                         group["lr"] = _schedule(step, steps, base)
                     loss = objective.distance(tuned(to_shell(z), y).float(), targets_e[i : i + 1])[0]
-                    if float(loss) < best_loss:
-                        best_loss, best_z = float(loss), to_shell(z).detach().clone()
+                    if float(loss.detach()) < best_loss:
+                        best_loss, best_z = float(loss.detach()), to_shell(z).detach().clone()
                         best_state = {k: p.detach().clone() for k, p in tuned.named_parameters()}
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -550,6 +552,8 @@ class ProjectionFile:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ProjectionFile:
+        if not Path(path).is_file():
+            raise UserError(f"{path} does not exist; make it with gankit project")
         tensors, meta = read_safetensors(path)
         if meta.get("format") != PROJECTION_FORMAT or "latents" not in tensors:
             raise UserError(f"{path} is not a gankit projection file (written by gankit project)")

@@ -20,7 +20,7 @@ import torch
 from gankit import interrupts, log
 from gankit.api import load_generator
 from gankit.apps.onnx import OnnxGenerator, is_onnx_file
-from gankit.apps.outputs import check_free_space, claim_outputs, stream_npz, targets_for
+from gankit.apps.outputs import check_free_space, claim_outputs, save_npz, stream_npz, targets_for
 from gankit.errors import ParameterError
 from gankit.images import save_grid, save_images
 from gankit.io import RunDir
@@ -114,6 +114,29 @@ def write_samples(
     targets = targets_for(out)
     with claim_outputs(targets.values(), overwrite=overwrite):
         _write_targets(generator, spec, targets, chunks, progress, class_names)
+    return list(targets.values())
+
+
+def write_projected(generator: Generator, out: str | Path, projection, *, overwrite: bool = False) -> list[Path]:
+    """The images of a ``gankit project`` file (:class:`~gankit.apps.project.ProjectionFile`, checked against
+    ``generator``'s weights first) rendered as it renders them, written as :func:`write_samples` writes: ``OUT.png``,
+    ``OUT.npz`` (images, labels, latents), a folder ``OUT/`` of PNGs, or both files for a bare ``OUT``."""
+    projection.check_model(generator)
+    out_str, out = str(out), Path(out)
+    with torch.no_grad():
+        images = torch.cat([projection.render(generator, i).float().cpu() for i in range(len(projection))])
+    if out_str.endswith(("/", "\\")) or out.is_dir():
+        with claim_outputs([out], overwrite=True, folders=True):
+            _refuse_numbered_pngs(out, overwrite)
+            _write_folder(out, iter([(images, projection.classes)]), len(images), False)
+        return [out]
+    targets = targets_for(out)
+    with claim_outputs(targets.values(), overwrite=overwrite):
+        if "npz" in targets:
+            save_npz(targets["npz"], images=images.numpy(), labels=projection.classes.numpy().astype(np.int64),
+                     latents=projection.latents.float().numpy())
+        if "png" in targets:
+            save_grid(images, targets["png"], int(np.ceil(np.sqrt(len(images)))))
     return list(targets.values())
 
 
