@@ -121,7 +121,8 @@ def test_features_and_finetune_fit_closer_than_z_and_round_trip(tmp_path):
     assert (results["features"].loss < results["z"].loss).all()
     assert (results["finetune"].loss < results["z"].loss).all()
     assert results["features"].layer == default_feature_layer(G) and results["features"].features.dim() == 4
-    assert len(results["finetune"].deltas) == 2 and any(d.abs().max() > 0 for d in results["finetune"].deltas[0].values())
+    deltas = results["finetune"].deltas
+    assert len(deltas) == 2 and any(d.abs().max() > 0 for d in deltas[0].values())
     sha = weights_sha256(G.state_dict())
     for mode, result in results.items():
         file = ProjectionFile(result.latents, result.classes, result.mode, sha, torch.zeros(2), torch.zeros(2),
