@@ -522,3 +522,272 @@ def test_missing_extra_is_a_one_line_user_error(sagan, monkeypatch):
 def test_info_is_json_serialisable_for_every_family(client, uncond, dcgan):
     for c in (client, uncond, dcgan):
         json.dumps(c.get("/api/info").json())
+
+
+# ---------------------------------------------------------------------------------------------------- real images
+
+
+def digit_png(width: int = 20, height: int = 24, seed: int = 0) -> bytes:
+    """A greyscale PNG (not square: the upload is resized and centre-cropped as training data is)."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width), np.uint8)
+    image[4:-4, width // 2 - 2 : width // 2 + 2] = 255  # a "1"
+    image = np.clip(image.astype(int) + rng.integers(0, 40, image.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header promises ``width x height`` greyscale pixels (and holds none)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+FAST = "steps=6&restarts=1&loss=pixel"  # a projection of a fraction of a second
+
+
+def start_projection(c: TestClient, data: bytes, query: str = FAST) -> str:
+    r = c.post(f"/api/project?{query}", content=data)
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "running" and r.json()["done"] == 0
+    return r.json()["job"]
+
+
+def finish(c: TestClient, job: str, seen: list[dict] | None = None, timeout: float = 120) -> dict:
+    """Poll the job's progress until it has ended; ``seen`` collects every answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = c.get(f"/api/project/status?job={job}").json()
+        if seen is not None:
+            seen.append(status)
+        if status["state"] != "running":
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.02)
+
+
+def projected(c: TestClient, data: bytes | None = None, query: str = FAST) -> tuple[str, dict]:
+    job = start_projection(c, digit_png() if data is None else data, query)
+    status = finish(c, job)
+    assert status["state"] == "done", status
+    return job, status
+
+
+def test_upload_is_projected_as_a_job_with_progress(client, sagan):
+    from gankit.apps.project import psnr
+    from gankit.data.decode import decode_bytes
+
+    data = digit_png()
+    job = start_projection(client, data, "steps=5&restarts=2&class=3&name=one.png")  # the default loss
+    seen: list[dict] = []
+    status = finish(client, job, seen)
+    assert status["state"] == "done" and status["done"] == status["total"] == 5
+    assert all(0 <= s["done"] <= s["total"] == 5 for s in seen)
+    assert [s["done"] for s in seen] == sorted(s["done"] for s in seen)
+    assert (status["name"], status["mode"], status["class"], status["interrupted"]) == ("one.png", "z", 3, False)
+    assert status["objective"] in ("lpips", "pixel")  # pixel when no LPIPS weights are installed
+    assert (status["lpips"] is None) == (status["objective"] == "pixel")
+    target = png(client.get(f"/api/project/target.png?job={job}"), (S, S))
+    np.testing.assert_array_equal(target, decode_bytes(data, S, 1)[0])  # preprocessed as training data is
+    recon = png(client.get(f"/api/project/reconstruction.png?job={job}"), (S, S))
+    png(client.get(f"/api/project/reconstruction.png?job={job}&scale=4"), (4 * S, 4 * S))
+    from_png = psnr(torch.from_numpy(recon / 127.5 - 1)[None], torch.from_numpy(target / 127.5 - 1)[None])
+    assert status["psnr"] == pytest.approx(float(from_png), abs=0.3)  # the PNG is the rounded reconstruction
+    assert math.isfinite(status["loss"]) and status["loss"] >= 0
+
+
+def test_decode_bytes_is_decode_file_of_the_same_bytes(tmp_path):
+    from gankit.data.decode import decode_bytes, decode_file
+
+    data = digit_png(31, 17)
+    (tmp_path / "x.png").write_bytes(data)
+    for size, channels in ((S, 1), (8, 3)):
+        from_file = decode_file(tmp_path / "x.png", size, channels)
+        np.testing.assert_array_equal(decode_bytes(data, size, channels), from_file)
+
+
+def test_cancel_returns_the_best_so_far_and_one_job_runs_at_a_time(client):
+    ex = client.app.state.explorer
+    with ex.lock:  # the job waits for the model: cancelled before its first step ends
+        job = start_projection(client, digit_png(), "steps=300&restarts=1&loss=pixel")
+        busy = client.post(f"/api/project?{FAST}", content=digit_png())
+        assert busy.status_code == 409 and "projection is running" in busy.json()["error"]
+        r = client.get(f"/api/project/reconstruction.png?job={job}")
+        assert r.status_code == 409 and r.json()["error"].startswith("job: still projecting")
+        cancel = client.post(f"/api/project/cancel?job={job}")
+        assert cancel.status_code == 200 and cancel.json()["job"] == job
+    status = finish(client, job)
+    assert status["state"] == "cancelled" and status["interrupted"] is True
+    assert status["done"] == 1 < status["total"] == 300
+    assert math.isfinite(status["psnr"])
+    png(client.get(f"/api/project/reconstruction.png?job={job}"), (S, S))  # the best latent so far
+
+
+def test_direction_sliders_edit_the_projection(client, sagan):
+    from gankit.apps.directions import find_directions
+
+    job, _ = projected(client)
+    recon = client.get(f"/api/project/reconstruction.png?job={job}")
+    zero = client.get(f"/api/project/edit.png?job={job}")
+    assert zero.content == recon.content
+    assert client.get(f"/api/project/edit.png?job={job}&d0=0&d4=0.0").content == recon.content
+    dirs = client.get("/api/directions").json()
+    assert dirs["available"] and dirs["method"] == "sefa" and len(dirs["directions"]) == 5
+    effects = [d["effect"] for d in dirs["directions"]]
+    assert effects == sorted(effects, reverse=True)
+    moved = png(client.get(f"/api/project/edit.png?job={job}&d0=3&d2=-1.5"), (S, S))
+    assert not np.array_equal(moved, png(recon))
+    # exactly the file's render of z + 3 v_0 - 1.5 v_2
+    file = client.app.state.projector.jobs[job].file
+    v = find_directions(sagan, "sefa", num=5).vectors
+    expected = to_uint8(file.render(sagan, 0, file.latents[:1] + 3 * v[0] - 1.5 * v[2]))[0, ..., 0]
+    assert np.abs(moved.astype(int) - expected.astype(int)).max() <= 1
+    png(client.get(f"/api/project/edit.png?job={job}&d1=0.5&scale=3"), (3 * S, 3 * S))
+    for query, param in ((f"job={job}&d0=3.1", "d0"), (f"job={job}&d5=1", "d5"), (f"job={job}&d0=x", "d0"),
+                         (f"job={job}&d0=1&d0=2", "d0"), ("d0=1", "job"), ("job=nope", "job")):
+        r = client.get(f"/api/project/edit.png?{query}")
+        assert r.status_code == 400 and r.json()["param"] == param, (query, r.text)
+
+
+def test_walk_between_two_projected_images(client):
+    a, _ = projected(client, digit_png(seed=1))
+    b, _ = projected(client, digit_png(30, 18, seed=2))
+    strip = png(client.get(f"/api/project/walk.png?a={a}&b={b}&steps=8"), grid_side(8, 8))
+    first, last = cell(strip, 0, 8), cell(strip, 7, 8)
+    ra = png(client.get(f"/api/project/reconstruction.png?job={a}"))
+    rb = png(client.get(f"/api/project/reconstruction.png?job={b}"))
+    assert np.abs(first.astype(int) - ra.astype(int)).max() <= 1  # both ends are the reconstructions
+    assert np.abs(last.astype(int) - rb.astype(int)).max() <= 1
+    png(client.get(f"/api/project/walk.png?a={a}&b={b}&steps=3"), grid_side(3, 3))
+    assert client.get(f"/api/project/walk.png?a={a}&b={b}&steps=33").json()["param"] == "steps"
+    assert client.get(f"/api/project/walk.png?a={a}").json()["param"] == "b"
+
+
+def test_latents_download_is_the_projection_file(client, sagan, tmp_path):
+    from gankit.apps.project import ProjectionFile
+    from gankit.io import weights_sha256
+
+    a, status = projected(client)
+    b, _ = projected(client, digit_png(seed=5))
+    r = client.get(f"/api/project/latents.safetensors?job={a}")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"].startswith("attachment;")
+    (tmp_path / "a.safetensors").write_bytes(r.content)
+    loaded = ProjectionFile.load(tmp_path / "a.safetensors")
+    mine = client.app.state.projector.jobs[a].file
+    torch.testing.assert_close(loaded.latents, mine.latents, rtol=0, atol=0)
+    torch.testing.assert_close(loaded.classes, mine.classes, rtol=0, atol=0)
+    assert loaded.psnr.item() == pytest.approx(status["psnr"]) and loaded.mode == "z"
+    assert loaded.model_sha256 == weights_sha256(sagan.state_dict()) and loaded.names == ["upload"]
+    loaded.check_model(sagan)
+    mine.save(tmp_path / "saved.safetensors")  # what gankit project's writer makes of it: the same content
+    from gankit.io import read_safetensors
+
+    saved, downloaded = read_safetensors(tmp_path / "saved.safetensors"), read_safetensors(tmp_path / "a.safetensors")
+    assert saved[1] == downloaded[1] and saved[0].keys() == downloaded[0].keys()
+    assert all(torch.equal(saved[0][k], downloaded[0][k]) for k in saved[0])
+    both = client.get(f"/api/project/latents.safetensors?job={a}&b={b}")
+    (tmp_path / "ab.safetensors").write_bytes(both.content)
+    pair = ProjectionFile.load(tmp_path / "ab.safetensors")
+    assert len(pair) == 2 and torch.equal(pair.latents[0], mine.latents[0])
+
+
+UPLOAD_BAD = [
+    ("not an image", b"this is not an image", "", "image", "not an image"),
+    ("empty", b"", "", "image", "is empty"),
+    ("1x1", None, "", "image", "1x1: too small"),
+    ("20000x20000 header", png_header(20000, 20000), "", "image", "promises more than 64 M pixels"),
+    ("9000x9000 header", png_header(9000, 9000), "", "image", "9000x9000 pixels, more than projection decodes"),
+    ("truncated", digit_png()[:60], "", "image", "corrupt"),
+    ("steps", None, "steps=301", "steps", "must be in 1..300"),
+    ("steps 0", None, "steps=0", "steps", "must be in 1..300"),
+    ("restarts", None, "restarts=9", "restarts", "must be in 1..8"),
+    ("mode", None, "mode=w", "mode", "must be one of z, features, finetune"),
+    ("loss", None, "loss=l2", "loss", "must be one of"),
+    ("dfeat without a discriminator", None, "loss=dfeat", "loss", "dfeat needs the run's discriminator"),
+    ("class", None, "class=10", "class", "must be in 0..9"),
+    ("unknown", None, "stepz=3", "stepz", "unknown parameter"),
+    ("name", None, "name=%00", "name", "printable"),
+]
+
+
+@pytest.mark.parametrize(("what", "data", "query", "param", "message"), UPLOAD_BAD, ids=[b[0] for b in UPLOAD_BAD])
+def test_bad_upload_is_a_one_line_400(client, what, data, query, param, message):
+    if data is None:
+        one = io.BytesIO()
+        Image.new("L", (1, 1)).save(one, format="PNG")
+        data = one.getvalue() if what == "1x1" else digit_png()
+    r = client.post(f"/api/project?{query}", content=data)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["param"] == param and message in body["error"] and "\n" not in body["error"], body
+    assert client.app.state.projector.running() is None  # nothing was started
+
+
+def test_upload_caps_and_unknown_jobs(sagan):
+    with TestClient(create_app(sagan, limits=Limits(max_upload_bytes=100, max_projection_steps=4,
+                                                    max_restarts=2))) as c:
+        info = c.get("/api/info").json()["projection"]
+        assert (info["max_steps"], info["default_steps"], info["max_restarts"], info["max_upload_bytes"]) == (4, 4, 2,
+                                                                                                              100)
+        r = c.post("/api/project", content=digit_png())  # > 100 bytes
+        assert r.status_code == 400 and "more than the explorer takes (100 bytes)" in r.json()["error"]
+        assert c.post("/api/project?steps=5", content=b"x").json()["param"] == "steps"
+        assert c.post("/api/project?restarts=3", content=b"x").json()["param"] == "restarts"
+        r = c.post("/api/project", content=iter([b"x" * 60, b"x" * 60]))  # streamed, no length: cut at the cap
+        assert r.status_code == 400 and r.json()["param"] == "image"
+        for path in ("/api/project/status", "/api/project/target.png", "/api/project/latents.safetensors"):
+            r = c.get(f"{path}?job=0123")
+            assert r.status_code == 400 and r.json()["param"] == "job" and "no such projection" in r.json()["error"]
+        assert c.get("/api/project/status").json()["param"] == "job"
+        assert c.post("/api/project/cancel?job=x").status_code == 400
+        assert c.get("/api/project").status_code == 405
+    with TestClient(create_app(lively_sagan(num_classes=0))) as c:
+        assert c.post("/api/project?class=1", content=digit_png()).json()["param"] == "class"
+
+
+@pytest.mark.parametrize("mode", ["features", "finetune"])
+def test_other_modes_render_through_the_projection_file(client, mode):
+    job, status = projected(client, query=f"steps=4&restarts=1&loss=pixel&mode={mode}")
+    assert status["mode"] == mode
+    recon = client.get(f"/api/project/reconstruction.png?job={job}")
+    assert client.get(f"/api/project/edit.png?job={job}").content == recon.content
+    png(client.get(f"/api/project/edit.png?job={job}&d0=2"), (S, S))
+    z, _ = projected(client)
+    r = client.get(f"/api/project/walk.png?a={job}&b={z}")
+    assert r.status_code == 400 and r.json()["param"] == "b" and "same mode" in r.json()["error"]
+
+
+def test_uploads_are_never_written_to_disk(client, tmp_path, monkeypatch):
+    import builtins
+    import tempfile
+
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    writes: list[str] = []
+    real_open = builtins.open
+
+    def spying_open(file, mode="r", *args, **kwargs):
+        if any(flag in str(mode) for flag in "wax+"):
+            writes.append(str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spying_open)
+    a, _ = projected(client, digit_png(300, 200))
+    b, _ = projected(client, digit_png(seed=9))
+    for url in (f"/api/project/edit.png?job={a}&d0=1", f"/api/project/walk.png?a={a}&b={b}",
+                f"/api/project/latents.safetensors?job={a}&b={b}", f"/api/project/target.png?job={a}"):
+        assert client.get(url).status_code == 200
+    assert client.post("/api/project", content=png_header(20000, 20000)).status_code == 400
+    assert writes == [] and list(cwd.iterdir()) == [] and list(tmp.iterdir()) == []

@@ -9,7 +9,10 @@
     "model", "seed", "seed-prev", "seed-next", "seed-random", "class-field", "class", "truncation", "n", "status",
     "grid", "grid-mark", "grid-download", "selected", "image", "point-mark", "image-download", "attention-hint",
     "attention", "walk-a", "walk-b", "walk-mode", "walk-steps", "walk-t", "walk-t-label", "walk-frame", "walk-anim",
-    "walk-play", "walk-strip", "strip-mark", "walk-download",
+    "walk-play", "walk-strip", "strip-mark", "walk-download", "proj-steps", "proj-restarts", "proj-mode",
+    "proj-loss", "file-a", "file-b", "drop-a", "drop-b", "progress-a", "progress-b", "cancel-a", "cancel-b",
+    "target-a", "target-b", "recon-a", "recon-b", "stats-a", "stats-b", "edit-box", "dir-reset", "edit-download",
+    "sliders", "proj-edit", "directions-hint", "proj-walk-box", "proj-walk", "proj-walk-download", "latents-download",
   ]) els[id] = $(id);
 
   let info = null;
@@ -351,6 +354,211 @@
     els["walk-play"].textContent = animation.playing ? "pause" : "play";
   }
 
+  // ------------------------------------------------------------------------------------------ real images
+
+  // Finished projections (job ids) of the two upload slots; the sliders edit A, the walk goes from A to B.
+  const projected = { a: null, b: null };
+  const running = { a: null, b: null };
+  let directions = null; // the answer of /api/directions, fetched once after the first projection
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function setStats(slot, text, error = false) {
+    const stats = els[`stats-${slot}`];
+    stats.textContent = text;
+    stats.classList.toggle("error", error);
+  }
+
+  function projectQuery(file) {
+    const P = info.projection;
+    const steps = intIn(els["proj-steps"].value.trim(), 1, P.max_steps, null);
+    const restarts = intIn(els["proj-restarts"].value.trim(), 1, P.max_restarts, null);
+    if (steps === null) throw new Error(`steps must be an integer in 1..${P.max_steps}`);
+    if (restarts === null) throw new Error(`restarts must be an integer in 1..${P.max_restarts}`);
+    const p = new URLSearchParams({ steps, restarts, mode: els["proj-mode"].value, loss: els["proj-loss"].value });
+    const name = [...(file.name || "")].filter((c) => c >= " " && c !== "\u007f").join("").slice(0, 200);
+    if (name) p.set("name", name);
+    return p.toString();
+  }
+
+  function describeResult(status) {
+    const parts = [];
+    if (status.lpips !== null && status.lpips !== undefined) parts.push(`LPIPS ${status.lpips.toFixed(3)}`);
+    parts.push(`PSNR ${status.psnr.toFixed(1)} dB`);
+    if (status.class !== null) parts.push(`class ${status.class}`);
+    parts.push(`${status.objective} loss ${status.loss.toPrecision(3)}`);
+    parts.push(status.state === "cancelled" ? `cancelled after ${status.done} of ${status.total} steps (best so far)`
+      : `${status.total} steps`);
+    return parts.join(" · ");
+  }
+
+  async function project(slot, file) {
+    if (!file) return;
+    let query;
+    try {
+      query = projectQuery(file);
+    } catch (e) {
+      setStats(slot, e.message, true);
+      return;
+    }
+    const progress = els[`progress-${slot}`];
+    const cancel = els[`cancel-${slot}`];
+    projected[slot] = null;
+    updateProjectionViews();
+    setStats(slot, `uploading ${file.name || "the image"}…`);
+    let response;
+    try {
+      response = await fetch("/api/project?" + query, { method: "POST", body: file });
+    } catch (e) {
+      setStats(slot, `network error: ${e}`, true);
+      return;
+    }
+    if (!response.ok) {
+      setStats(slot, await errorOf(response), true);
+      return;
+    }
+    let status = await response.json();
+    const job = status.job;
+    running[slot] = job;
+    progress.hidden = cancel.hidden = false;
+    cancel.disabled = false;
+    loadImage(els[`target-${slot}`], `/api/project/target.png?job=${job}`).then(() => fit(els[`target-${slot}`], 128));
+    while (status.state === "running") {
+      progress.max = status.total;
+      progress.value = status.done;
+      setStats(slot, `projecting: step ${status.done} of ${status.total} (${status.objective} loss)`);
+      await sleep(150);
+      try {
+        const r = await fetch(`/api/project/status?job=${job}`);
+        if (!r.ok) throw new Error(await errorOf(r));
+        status = await r.json();
+      } catch (e) {
+        setStats(slot, `lost the projection: ${e.message || e}`, true);
+        break;
+      }
+    }
+    running[slot] = null;
+    progress.hidden = cancel.hidden = true;
+    if (status.state === "failed") { setStats(slot, `the projection failed: ${status.error}`, true); return; }
+    if (status.state !== "done" && status.state !== "cancelled") return;
+    await loadImage(els[`recon-${slot}`], `/api/project/reconstruction.png?job=${job}`);
+    fit(els[`recon-${slot}`], 128);
+    setStats(slot, describeResult(status));
+    projected[slot] = job;
+    updateProjectionViews();
+  }
+
+  async function cancelProjection(slot) {
+    if (!running[slot]) return;
+    els[`cancel-${slot}`].disabled = true;
+    await fetch(`/api/project/cancel?job=${running[slot]}`, { method: "POST" });
+  }
+
+  async function loadDirections() {
+    if (directions) return directions;
+    const response = await fetch("/api/directions");
+    if (!response.ok) throw new Error(await errorOf(response));
+    directions = await response.json();
+    const box = els.sliders;
+    box.replaceChildren();
+    if (!directions.available) {
+      els["directions-hint"].textContent = `No direction sliders: ${directions.reason}`;
+      return directions;
+    }
+    const P = info.projection;
+    for (const d of directions.directions) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      Object.assign(input, { type: "range", id: `dir-${d.index}`, min: -P.max_strength, max: P.max_strength,
+        step: P.strength_step, value: 0 });
+      const output = document.createElement("output");
+      output.id = `dir-${d.index}-label`;
+      output.value = "0.0";
+      input.addEventListener("input", () => { output.value = Number(input.value).toFixed(1); editSoon(); });
+      label.append(`direction ${d.index}`, input, output);
+      box.append(label);
+    }
+    els["directions-hint"].textContent = `The ${directions.directions.length} directions that change this model's ` +
+      `images most (SeFa, ranked by ${directions.metric} effect); each slider adds its strength times a unit vector ` +
+      "to the projected latent.";
+    return directions;
+  }
+
+  function strengths() {
+    const p = new URLSearchParams();
+    for (const input of els.sliders.querySelectorAll("input")) {
+      if (Number(input.value) !== 0) p.set(input.id.replace("dir-", "d"), input.value);
+    }
+    return p;
+  }
+
+  async function renderEdit() {
+    if (!projected.a) return;
+    const p = strengths();
+    p.set("job", projected.a);
+    const url = "/api/project/edit.png?" + p.toString();
+    els["edit-download"].href = url + "&download=1";
+    await loadImage(els["proj-edit"], url);
+    fit(els["proj-edit"], 128);
+  }
+  const editSoon = debounce(renderEdit, 40);
+
+  async function updateProjectionViews() {
+    els["edit-box"].hidden = !projected.a;
+    els["proj-walk-box"].hidden = !(projected.a && projected.b);
+    const link = els["latents-download"];
+    link.hidden = !projected.a && !projected.b;
+    const first = projected.a || projected.b;
+    if (first) {
+      const other = projected.a && projected.b ? `&b=${projected.b}` : "";
+      link.href = `/api/project/latents.safetensors?job=${first}${other}`;
+    }
+    if (projected.a && projected.b) {
+      const url = `/api/project/walk.png?a=${projected.a}&b=${projected.b}&steps=${Math.min(8, info.limits.max_steps)}`;
+      els["proj-walk-download"].href = url + "&download=1";
+      loadImage(els["proj-walk"], url).then(() => fit(els["proj-walk"], 900));
+    }
+    if (projected.a) {
+      try {
+        await loadDirections();
+      } catch (e) {
+        els["directions-hint"].textContent = `No direction sliders: ${e.message || e}`;
+      }
+      await renderEdit();
+    }
+  }
+
+  function wireUploads() {
+    for (const slot of ["a", "b"]) {
+      const input = els[`file-${slot}`];
+      const drop = els[`drop-${slot}`];
+      input.addEventListener("change", () => project(slot, input.files[0]));
+      els[`cancel-${slot}`].addEventListener("click", () => cancelProjection(slot));
+      drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+      drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+      drop.addEventListener("drop", (event) => {
+        event.preventDefault();
+        drop.classList.remove("over");
+        const file = event.dataTransfer.files[0];
+        if (file) project(slot, file);
+      });
+    }
+    els["dir-reset"].addEventListener("click", () => {
+      for (const input of els.sliders.querySelectorAll("input")) input.value = 0;
+      for (const output of els.sliders.querySelectorAll("output")) output.value = "0.0";
+      renderEdit();
+    });
+  }
+
+  function describeProjection() {
+    const P = info.projection;
+    els["proj-steps"].max = P.max_steps;
+    els["proj-steps"].value = P.default_steps;
+    els["proj-restarts"].max = P.max_restarts;
+    els["proj-restarts"].value = P.default_restarts;
+    for (const m of P.modes) els["proj-mode"].add(new Option(m, m));
+    for (const l of P.losses) els["proj-loss"].add(new Option(l, l));
+  }
+
   // ------------------------------------------------------------------------------------------ wiring
 
   function debounce(fn, ms) {
@@ -447,6 +655,7 @@
       renderFrame();
     });
     els["walk-play"].addEventListener("click", () => { animation.playing = !animation.playing; restartAnimation(); });
+    wireUploads();
     window.addEventListener("hashchange", () => { state = readHash(); syncControls(); renderAll(); });
     window.addEventListener("resize", debounce(() => { placeGridMark(); placePointMark(); placeStripMark(); }, 100));
   }
@@ -469,6 +678,7 @@
     for (const n of [1, 4, 9, 16, 25, 36, 49, 64]) if (n <= info.limits.max_n) ensureOption(els.n, n);
     ensureOption(els.n, info.limits.max_n);
     for (const s of [2, 4, 8, 12, 16, 24, 32]) if (s <= info.limits.max_steps) ensureOption(els["walk-steps"], s);
+    describeProjection();
   }
 
   async function start() {

@@ -47,9 +47,13 @@ class Limits:
     max_truncation: float = 10.0
     max_image_side: int = 2048  # longest side of an enlarged PNG (``scale * image_size``)
     max_pixels: int = 64 * 256 * 256
+    max_upload_bytes: int = 20 * 2**20  # one uploaded image, held in memory only
+    max_projection_steps: int = 300
+    max_restarts: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("max_n", "max_steps", "max_seed", "max_image_side", "max_pixels"):
+        for name in ("max_n", "max_steps", "max_seed", "max_image_side", "max_pixels", "max_upload_bytes",
+                     "max_projection_steps", "max_restarts"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")

@@ -15,11 +15,25 @@ with HTTP 400 and ``{"error": "<param>: ...", "param": "<param>"}``):
 ``/api/walk_frame.png``     one point ``t`` in [0, 1] of that walk: ``a b t mode class truncation scale download``
 ``/api/attention``          JSON: per attention layer, where image pixel ``(x, y)`` (required) of sample
                             ``index`` attends: ``seed n index class truncation x y``
+``POST /api/project``       body: one image's bytes (PNG, JPEG, WebP, BMP, TIFF, GIF; held in memory only);
+                            starts its projection: ``steps restarts mode loss class seed name``; JSON status
+``/api/project/status``     JSON: ``state`` (running, done, cancelled, failed), ``done`` of ``total`` steps,
+                            and when ended LPIPS (null without weights), PSNR, loss, class: ``job``
+``POST /api/project/cancel`` stops job ``job`` (it keeps the best result so far); JSON status
+``/api/project/target.png`` the upload as the model sees it: ``job scale``
+``/api/project/reconstruction.png``  its reconstruction: ``job scale``
+``/api/project/edit.png``   the reconstruction moved along directions ``k`` by ``dk`` in [-3, 3]:
+                            ``job d0 .. d4 scale``
+``/api/project/walk.png``   strip of ``steps`` frames from projection ``a`` to projection ``b``: ``a b steps download``
+``/api/project/latents.safetensors``  the projection file ``gankit project`` writes (``job``, and ``b`` after it)
+``/api/directions``         JSON: the model's top SeFa directions (the sliders), ranked by effect
 ==========================  ==========================================================================
 
 ``class`` is ``0..K-1`` or ``random`` (conditional models only), ``truncation`` a number in ``(0, max]`` or
 empty (none), ``mode`` ``lerp`` or ``slerp``, ``download=1`` adds ``Content-Disposition: attachment``.
-Generation runs in a worker thread (``run_in_threadpool``) under the explorer's model lock.
+Generation runs in a worker thread (``run_in_threadpool``) under the explorer's model lock; a projection runs
+in a background thread holding that lock (:mod:`gankit.apps.explore.projection`), one at a time: requests that
+need a running projection's result are answered 409.
 """
 
 from __future__ import annotations
@@ -46,6 +60,9 @@ from starlette.routing import Route
 from gankit import interrupts
 from gankit.api import load_generator
 from gankit.apps.explore.core import MODES, Explorer, Limits, Query
+from gankit.apps.explore.projection import DIRECTION_PARAMS, Busy, Projector, clean_name
+from gankit.apps.project import LOSSES, ProjectionSettings
+from gankit.apps.project import MODES as PROJECTION_MODES
 from gankit.errors import ParameterError, UserError, check_number
 
 LOOPBACK_HOST_HEADERS = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -96,6 +113,7 @@ def create_app(
     (:class:`~gankit.apps.explore.core.Limits`); ``allowed_hosts`` (e.g. the loopback names, as :func:`serve`
     sets for a loopback bind) refuses other ``Host`` headers, against DNS rebinding."""
     ex = Explorer(generator, source=source, limits=limits)
+    projector = Projector(ex)
     tag = ex.family or "gankit"
 
     def class_tag(class_id: int | None) -> str:
@@ -109,7 +127,7 @@ def create_app(
 
     async def info(request: Request) -> Response:
         Query(request.query_params.multi_items(), ())
-        return JSONResponse(ex.info())
+        return JSONResponse({**ex.info(), "projection": projector.info()})
 
     async def sample_png(request: Request) -> Response:
         started = time.perf_counter()
@@ -156,6 +174,98 @@ def create_app(
         body = await run_in_threadpool(ex.attention_json, s, index, point)
         return JSONResponse(body, headers={"Cache-Control": "no-cache"})
 
+    # ------------------------------------------------------------------------------------------ real images
+
+    async def read_upload(request: Request) -> bytes:
+        """The request body, refused as soon as it is longer than the cap (never more is held)."""
+        cap = ex.limits.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > cap):
+            raise ParameterError("image", f"is {declared[:20]} bytes, more than the explorer takes ({cap} bytes)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise ParameterError("image", f"is more than the explorer takes ({cap} bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def no_store(body: dict[str, Any], status: int = 200) -> JSONResponse:
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+    async def project_start(request: Request) -> Response:
+        q = Query(request.query_params.multi_items(), ("steps", "restarts", "mode", "loss", "class", "seed", "name"))
+        limits = ex.limits
+        settings = ProjectionSettings(
+            steps=q.integer("steps", min(100, limits.max_projection_steps), 1, limits.max_projection_steps),
+            restarts=q.integer("restarts", min(4, limits.max_restarts), 1, limits.max_restarts),
+            mode=q.choice("mode", "z", PROJECTION_MODES),
+            loss=q.choice("loss", "lpips", LOSSES),
+            class_id=ex.parse_class(q),
+            seed=q.integer("seed", 0, 0, limits.max_seed),
+        )
+        name = clean_name(q.raw("name"))
+        data = await read_upload(request)
+        job = await run_in_threadpool(projector.start, data, settings, name)
+        return no_store(job.status(), 202)
+
+    async def project_status(request: Request) -> Response:
+        q = Query(request.query_params.multi_items(), ("job",))
+        return no_store(projector.get(q.raw("job")).status())
+
+    async def project_cancel(request: Request) -> Response:
+        q = Query(request.query_params.multi_items(), ("job",))
+        return no_store(projector.cancel(q.raw("job")).status())
+
+    async def project_target_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), ("job", "scale"))
+        job, scale = q.raw("job"), ex.parse_scale(q)
+        return _png(projector.target_png(job, scale), f"{tag}-target.png", False, started)
+
+    async def project_reconstruction_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), ("job", "scale", "download"))
+        job, scale, download = q.raw("job"), ex.parse_scale(q), q.flag("download")
+        data = await run_in_threadpool(projector.reconstruction_png, job, scale)
+        return _png(data, f"{tag}-reconstruction.png", download, started)
+
+    async def project_edit_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), ("job", *DIRECTION_PARAMS, "scale", "download"))
+        strength = projector.info()["max_strength"]
+        usable = DIRECTION_PARAMS[: projector.num_directions]
+        for name in DIRECTION_PARAMS[projector.num_directions :]:
+            if q.raw(name) is not None:
+                raise ParameterError(name, f"this model has {len(usable)} directions ({', '.join(usable)})")
+        strengths = [q.number(name, 0.0, -strength, strength) for name in usable]
+        job, scale, download = q.raw("job"), ex.parse_scale(q), q.flag("download")
+        data = await run_in_threadpool(projector.edit_png, job, strengths, scale)
+        return _png(data, f"{tag}-edit.png", download, started)
+
+    async def project_walk_png(request: Request) -> Response:
+        started = time.perf_counter()
+        q = Query(request.query_params.multi_items(), ("a", "b", "steps", "download"))
+        steps, download = q.integer("steps", min(8, ex.max_steps), 2, ex.max_steps), q.flag("download")
+        data = await run_in_threadpool(projector.walk_png, q.raw("a"), q.raw("b"), steps)
+        return _png(data, f"{tag}-projected-walk-{steps}.png", download, started)
+
+    async def project_latents(request: Request) -> Response:
+        q = Query(request.query_params.multi_items(), ("job", "b"))
+        data = await run_in_threadpool(projector.latents_bytes, q.raw("job"), q.raw("b"))
+        headers = {"Content-Disposition": f'attachment; filename="{tag}-projection.safetensors"',
+                   "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        return Response(data, media_type="application/octet-stream", headers=headers)
+
+    async def directions(request: Request) -> Response:
+        Query(request.query_params.multi_items(), ())
+        return JSONResponse(await run_in_threadpool(projector.directions_json), headers={"Cache-Control": "no-cache"})
+
+    # ------------------------------------------------------------------------------------------ errors
+
+    async def busy_error(request: Request, exc: Exception) -> Response:
+        return _error(409, str(exc))
+
     async def param_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ParameterError)
         return _error(400, f"{exc.param}: {exc.detail}", exc.param)
@@ -175,11 +285,22 @@ def create_app(
         Route("/api/walk.png", walk_png),
         Route("/api/walk_frame.png", walk_frame_png),
         Route("/api/attention", attention),
+        Route("/api/project", project_start, methods=["POST"]),
+        Route("/api/project/status", project_status),
+        Route("/api/project/cancel", project_cancel, methods=["POST"]),
+        Route("/api/project/target.png", project_target_png),
+        Route("/api/project/reconstruction.png", project_reconstruction_png),
+        Route("/api/project/edit.png", project_edit_png),
+        Route("/api/project/walk.png", project_walk_png),
+        Route("/api/project/latents.safetensors", project_latents),
+        Route("/api/directions", directions),
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
-    handlers: dict[Any, Callable] = {ParameterError: param_error, HTTPException: http_error, Exception: internal_error}
+    handlers: dict[Any, Callable] = {ParameterError: param_error, Busy: busy_error, HTTPException: http_error,
+                                     Exception: internal_error}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.explorer = ex
+    app.state.projector = projector
     return app
 
 
