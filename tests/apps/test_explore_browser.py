@@ -202,3 +202,91 @@ def test_attention_is_not_available_for_dcgan(page):
         assert "not available" in page.inner_text("#attention-hint")
         assert page.locator("#attention figure").count() == 0
     assert page.problems == []
+
+
+def digit_png_bytes() -> bytes:
+    """A 28x28 greyscale "7" as PNG bytes (made here, never written to disk)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = np.zeros((28, 28), np.uint8)
+    image[6:9, 7:21] = 255
+    for row in range(9, 23):
+        col = 20 - (row - 9) // 2
+        image[row, col - 1 : col + 2] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def served_bytes(page, selector: str) -> list[int]:
+    """The bytes the server answers for the URL an image shows (its ``data-url``)."""
+    return page.evaluate(
+        "async (sel) => { const r = await fetch(document.querySelector(sel).dataset.url);"
+        " return Array.from(new Uint8Array(await r.arrayBuffer())); }",
+        selector,
+    )
+
+
+def test_upload_projects_and_direction_sliders_edit_it(page):
+    with running(sagan_app()) as url:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.input_value("#proj-steps") == "100" and page.locator("#edit-box").is_hidden()
+        page.fill("#proj-steps", "20")
+        page.fill("#proj-restarts", "2")
+        page.select_option("#proj-loss", "pixel")
+        page.set_input_files("#file-a", files=[{"name": "seven.png", "mimeType": "image/png",
+                                                "buffer": digit_png_bytes()}])
+        ready(page, "#recon-a", "reconstruction.png")
+        ready(page, "#target-a", "target.png")
+        stats = page.inner_text("#stats-a")
+        assert "PSNR" in stats and "dB" in stats and "20 steps" in stats
+        assert page.locator("#progress-a").is_hidden() and page.locator("#cancel-a").is_hidden()
+
+        # the sliders: five, at zero the edit is the reconstruction; moving one changes the image live
+        page.wait_for_selector("#sliders input#dir-4")
+        assert page.locator("#sliders input").count() == 5
+        ready(page, "#proj-edit", "edit.png")
+        assert served_bytes(page, "#proj-edit") == served_bytes(page, "#recon-a")
+        before = page.locator("#proj-edit").screenshot()
+        page.locator("#dir-0").fill("3")
+        ready(page, "#proj-edit", "d0=3")
+        assert served_bytes(page, "#proj-edit") != served_bytes(page, "#recon-a")
+        assert page.locator("#proj-edit").screenshot() != before
+        assert page.inner_text("#dir-0-label") == "3.0"
+        page.click("#dir-reset")
+        page.wait_for_function("() => !document.querySelector('#proj-edit').dataset.url.includes('d0=')")
+
+        # the latents link downloads image A's projection file
+        assert page.get_attribute("#latents-download", "href").startswith("/api/project/latents.safetensors?job=")
+
+        # a second image: a walk strip from A to B
+        page.set_input_files("#file-b", files=[{"name": "seven-again.png", "mimeType": "image/png",
+                                                "buffer": digit_png_bytes()}])
+        ready(page, "#proj-walk", "walk.png")
+        assert page.eval_on_selector("#proj-walk", "e => e.naturalWidth") == 8 * (16 + 2) + 2
+        assert "&b=" in page.get_attribute("#latents-download", "href")
+    assert page.problems == []
+
+
+def test_a_projection_shows_progress_and_can_be_cancelled(page):
+    app = sagan_app()
+    with running(app) as url:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']")
+        page.fill("#proj-steps", "300")
+        page.select_option("#proj-loss", "pixel")
+        with app.state.explorer.lock:  # the job waits for the model until the Cancel button has been pressed
+            page.set_input_files("#file-a", files=[{"name": "seven.png", "mimeType": "image/png",
+                                                    "buffer": digit_png_bytes()}])
+            page.wait_for_selector("#progress-a:not([hidden])")
+            assert "step 0 of 300" in page.inner_text("#stats-a")
+            page.click("#cancel-a")
+            page.wait_for_selector("#cancel-a:disabled")
+        ready(page, "#recon-a", "reconstruction.png")  # the best result so far
+        assert "cancelled after 1 of 300 steps" in page.inner_text("#stats-a")
+        assert page.locator("#progress-a").is_hidden()
+    assert page.problems == []
