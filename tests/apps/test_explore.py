@@ -791,3 +791,11 @@ def test_uploads_are_never_written_to_disk(client, tmp_path, monkeypatch):
         assert client.get(url).status_code == 200
     assert client.post("/api/project", content=png_header(20000, 20000)).status_code == 400
     assert writes == [] and list(cwd.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_a_run_folder_projects_with_its_discriminator_features():
+    source = OLD_RUNS / "sagan_run"
+    with TestClient(create_app(gankit.load_generator(source), source=str(source))) as c:
+        job, status = projected(c, query="steps=2&restarts=1&loss=dfeat&class=1")
+        assert status["objective"] == "dfeat" and status["class"] == 1
+        png(c.get(f"/api/project/reconstruction.png?job={job}"), (S, S))
