@@ -1,6 +1,7 @@
-"""``gankit explore``: a local web page to explore any generator gankit loads (samples, latent walks, and
-SAGAN attention maps for a clicked pixel). The server needs the ``explore`` extra (starlette, uvicorn);
-:mod:`gankit.apps.explore.core` (parsing and rendering) does not.
+"""``gankit explore``: a local web page to explore any generator gankit loads (samples, latent walks, SAGAN
+attention maps for a clicked pixel, and real images: uploaded, projected, edited along directions, walked). The
+server needs the ``explore`` extra (starlette, uvicorn); :mod:`gankit.apps.explore.core` (parsing and rendering)
+and :mod:`gankit.apps.explore.projection` do not.
 """
 
 from __future__ import annotations

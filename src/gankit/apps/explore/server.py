@@ -15,22 +15,24 @@ with HTTP 400 and ``{"error": "<param>: ...", "param": "<param>"}``):
 ``/api/walk_frame.png``     one point ``t`` in [0, 1] of that walk: ``a b t mode class truncation scale download``
 ``/api/attention``          JSON: per attention layer, where image pixel ``(x, y)`` (required) of sample
                             ``index`` attends: ``seed n index class truncation x y``
-``POST /api/project``       body: one image's bytes (PNG, JPEG, WebP, BMP, TIFF, GIF; held in memory only);
-                            starts its projection: ``steps restarts mode loss class seed name``; JSON status
-``/api/project/status``     JSON: ``state`` (running, done, cancelled, failed), ``done`` of ``total`` steps,
-                            and when ended LPIPS (null without weights), PSNR, loss, class: ``job``
-``POST /api/project/cancel`` stops job ``job`` (it keeps the best result so far); JSON status
-``/api/project/target.png`` the upload as the model sees it: ``job scale``
-``/api/project/reconstruction.png``  its reconstruction: ``job scale``
-``/api/project/edit.png``   the reconstruction moved along directions ``k`` by ``dk`` in [-3, 3]:
-                            ``job d0 .. d4 scale``
-``/api/project/walk.png``   strip of ``steps`` frames from projection ``a`` to projection ``b``: ``a b steps download``
-``/api/project/latents.safetensors``  the projection file ``gankit project`` writes (``job``, and ``b`` after it)
-``/api/directions``         JSON: the model's top SeFa directions (the sliders), ranked by effect
 ==========================  ==========================================================================
 
+Real images (:mod:`gankit.apps.explore.projection`; ``job``, ``a`` and ``b`` are ids an upload answered with):
+
+- ``POST /api/project``: the body is one image's bytes (PNG, JPEG, WebP, BMP, TIFF, GIF; held in memory only);
+  starts its projection (``steps restarts mode loss class seed name``) and answers the job's JSON status (202);
+- ``/api/project/status?job``: ``state`` (running, done, cancelled, failed), ``done`` of ``total`` steps, and
+  once ended LPIPS (null without weights), PSNR, loss and class; ``POST /api/project/cancel?job`` stops it (the
+  best result so far is kept);
+- ``/api/project/target.png`` (the upload as the model sees it), ``/api/project/reconstruction.png``: ``job
+  scale``; ``/api/project/edit.png``: the reconstruction moved along direction ``k`` by ``dk`` in [-3, 3]
+  (``job d0 .. d4 scale``); ``/api/project/walk.png``: ``steps`` frames from projection ``a`` to ``b``;
+- ``/api/project/latents.safetensors?job[&b]``: the file ``gankit project`` writes; ``/api/directions``: the
+  model's top SeFa directions (the sliders), ranked by effect.
+
 ``class`` is ``0..K-1`` or ``random`` (conditional models only), ``truncation`` a number in ``(0, max]`` or
-empty (none), ``mode`` ``lerp`` or ``slerp``, ``download=1`` adds ``Content-Disposition: attachment``.
+empty (none), ``mode`` ``lerp`` or ``slerp`` (a projection's: ``z``, ``features`` or ``finetune``),
+``download=1`` adds ``Content-Disposition: attachment``.
 Generation runs in a worker thread (``run_in_threadpool``) under the explorer's model lock; a projection runs
 in a background thread holding that lock (:mod:`gankit.apps.explore.projection`), one at a time: requests that
 need a running projection's result are answered 409.
