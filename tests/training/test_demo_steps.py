@@ -6,7 +6,10 @@ Float results of the same ops can differ in the last bits on a CPU with other ve
 recorded EMA weights are compared to float rounding instead, and the digests are not.
 
 The recorded ``--help`` texts change only where an option's meaning was changed on purpose (so far: the
-``--truncation`` help of sample and interpolate, when truncation became the rescaled truncation trick).
+``--truncation`` help of sample and interpolate, when truncation became the rescaled truncation trick; options added
+to sample (``--latents``), interpolate (``--direction``, ``--strength``, ``--latents``) and export (``--format onnx``
+and its options), train (``--init-from``), push (pretrained folders), and the new commands import, project and
+directions; the overview lists them).
 """
 
 import json
