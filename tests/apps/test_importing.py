@@ -51,6 +51,19 @@ def test_import_biggan_pytorch(tmp_path: Path) -> None:
     assert (out / "discriminator" / "model.safetensors").is_file()
     assert gankit.load_generator(out).config.family == "biggan"
     assert "BigGAN-PyTorch" in (out / "README.md").read_text()
+    # projection (with the imported discriminator's features) and directions work on the imported model
+    G = gankit.load_generator(out)
+    with torch.no_grad():
+        target = G(G.sample_latents(1, generator=torch.Generator().manual_seed(0)), torch.tensor([2]))[0]
+    pixels = ((target.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(pixels).save(tmp_path / "t.png")
+    assert main(["project", "--checkpoint", str(out), str(tmp_path / "t.png"), "--out", str(tmp_path / "p"),
+                 "--steps", "4", "--restarts", "1", "--loss", "dfeat", "--no-progress"]) == 0
+    assert (tmp_path / "p.safetensors").is_file() and (tmp_path / "p.png").is_file()
+    assert main(["directions", "--checkpoint", str(out), "--method", "sefa", "--num", "3",
+                 "--out", str(tmp_path / "d.safetensors")]) == 0
+    assert main(["interpolate", "--checkpoint", str(out), "--latents", str(tmp_path / "p.safetensors"),
+                 "--direction", str(tmp_path / "d.safetensors"), "--steps", "3", "--out", str(tmp_path / "e.npz")]) == 0
 
 
 def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, capsys) -> None:
