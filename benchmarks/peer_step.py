@@ -43,8 +43,9 @@ reference formulation so that fused kernels are counted as the same work) and ``
 rounds each time one iteration of every variant, the order rotating by one per round. Reported per variant: the
 median seconds per iteration, img/s = real images D consumes per iteration (``n_critic x batch``: 320 at batch
 64 in the 32 px mode) per second, GFLOP/s = FLOPs of one iteration / median seconds, and peak memory, measured in
-a subprocess per variant and precision (CPU: growth of the process's peak RSS, ``ru_maxrss``, over its value after
-building models and data, during 2 iterations; CUDA: the allocator's peak over the same baseline). The paired
+a subprocess per variant and precision (CPU: growth of the process's peak RSS over its RSS after building models
+and data, during 2 iterations, the kernel's peak mark ``VmHWM`` reset after the build through
+``/proc/self/clear_refs``, else ``ru_maxrss``; CUDA: the allocator's peak over the same baseline). The paired
 ratio of a variant is the median over rounds of (its seconds / gankit's seconds) in the same round: above 1,
 gankit is that much faster. Before timing it prints the parameter counts and forward FLOPs of G and D of both
 sides (one batch, fp32), which should agree.
@@ -372,8 +373,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _status_kib(field: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` of this process from ``/proc/self/status`` (KiB), None where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux >= 4.0); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
 def child_memory(args: argparse.Namespace, variant: str, dtype: str) -> dict:
-    """Peak memory of ``variant``'s iteration in this (fresh) process: growth over the built state."""
+    """Peak memory of ``variant``'s iteration in this (fresh) process: growth over the built state (models,
+    optimizers, data). On the CPU the peak-RSS mark is reset after building (building gankit's trainer and the
+    imports leave a higher mark than a small batch's iteration reaches); without ``/proc/self/clear_refs``
+    the growth of ``ru_maxrss`` is used, which then reads 0 when the build's mark is not passed."""
     device = torch.device(args.device)
     resnet = import_peer(args.studiogan_dir)
     step = build_variant(variant, args, load_peer_config(args), resnet, dtype)
@@ -382,15 +407,17 @@ def child_memory(args: argparse.Namespace, variant: str, dtype: str) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    hwm = _reset_peak_rss()
+    base_rss = _status_kib("VmRSS") if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
     for _ in range(MEMORY_ITERS):
         step()
     _sync(device)
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
-    return {"variant": variant, "dtype": dtype, "peak_mb": peak}
+        top = _status_kib("VmHWM") if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = (top - base_rss) / 1024  # type: ignore[operator]
+    return {"variant": variant, "dtype": dtype, "peak_mb": peak, "method": "VmHWM" if hwm else "ru_maxrss"}
 
 
 def measure_memory(args: argparse.Namespace, variant: str, dtype: str) -> float:
