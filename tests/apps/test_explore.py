@@ -799,3 +799,22 @@ def test_a_run_folder_projects_with_its_discriminator_features():
         job, status = projected(c, query="steps=2&restarts=1&loss=dfeat&class=1")
         assert status["objective"] == "dfeat" and status["class"] == 1
         png(c.get(f"/api/project/reconstruction.png?job={job}"), (S, S))
+
+
+def test_attention_of_an_imported_imagenet_layout_biggan():
+    # BigGAN-PyTorch's 128 px layout (tests/fixtures/biggan_pytorch/i128, made by its own code): the explorer finds
+    # its BigGAN attention block and maps a clicked pixel's attention, as for a SAGAN
+    from gankit.compat.biggan_pytorch import import_biggan_pytorch
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "biggan_pytorch" / "i128"
+    G = import_biggan_pytorch(fixture, ema=True).generator
+    with TestClient(create_app(G, source="biggan-i128")) as c:
+        info = c.get("/api/info").json()
+        assert [layer["name"] for layer in info["attention"]] and info["image_size"] == 128
+        body = c.get("/api/attention?seed=0&n=1&index=0&x=100&y=20").json()
+        layer = body["layers"][0]
+        heat = np.array(layer["heatmap"])
+        assert layer["size"] == [64, 64] and layer["key_size"] == [32, 32]  # BigGAN pools its keys by 2
+        assert heat.shape == (32, 32) and heat.sum() == pytest.approx(1.0, abs=1e-4)
+        other = c.get("/api/attention?seed=0&n=1&index=0&x=5&y=120").json()["layers"][0]
+        assert not np.allclose(np.array(other["heatmap"]), heat)  # another query attends elsewhere
