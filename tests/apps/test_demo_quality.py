@@ -1,8 +1,11 @@
-"""End to end: the demo preset learns real, recognisable, non-copied digits (shortened to 1000 steps)."""
+"""End to end: the demo preset learns real, recognisable, non-copied digits (shortened to 1000 steps), and its
+strongest latent directions do more than random ones."""
 
 import pytest
+import torch
 
 import gankit
+from gankit.apps.directions import find_directions, measure_effect
 from gankit.cli import main
 from gankit.metrics.digits import digits_report
 
@@ -19,3 +22,9 @@ def test_sagan_digits_learns_conditional_digits(tmp_path):
     assert 0.8 <= report["nn_ratio"] <= 1.5
     assert report["share_closer_than_real_p5"] < 0.05
     assert report["diversity_ratio"] > 0.6
+    # the ranked SeFa directions of the trained model change images more per unit step than random directions do
+    G = gankit.load_generator(out)
+    top = find_directions(G, "sefa", num=5)
+    random = torch.randn(100, G.z_dim, generator=torch.Generator().manual_seed(0))
+    random_effect = measure_effect(G, random / random.norm(dim=1, keepdim=True))
+    assert top.effect.min() > random_effect.max(), (top.effect, random_effect.max())

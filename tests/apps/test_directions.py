@@ -101,9 +101,11 @@ def test_find_directions_ranks_by_effect_and_round_trips(tmp_path):
     assert (found.effect[:-1] >= found.effect[1:]).all()  # descending effect
     torch.testing.assert_close(found.effect, measure_effect(G, found.vectors))
     torch.testing.assert_close(found.vectors.norm(dim=1), torch.ones(5))
-    vectors, values = sefa(G.latent_weight(), 5)  # the same set as SeFa's, reordered by effect
+    vectors, values = sefa(G.latent_weight(), G.z_dim)  # SeFa's components, the strongest 5 of 4 x 5 candidates
     torch.testing.assert_close(found.vectors, vectors[found.component])
     torch.testing.assert_close(found.values, values[found.component])
+    candidates = measure_effect(G, vectors[: min(20, G.z_dim)])
+    torch.testing.assert_close(found.effect, candidates.sort(descending=True).values[:5])
     assert measure_effect(G, torch.zeros(1, G.z_dim)).item() == 0.0
     found.save(tmp_path / "d.safetensors")
     back = Directions.load(tmp_path / "d.safetensors")

@@ -13,8 +13,10 @@ component coordinates (GANSpace's transfer to the latent space), normalised. At 
 are ``A z + b`` exactly, and the directions are SeFa's.
 
 **Effect.** Over a fixed seeded batch of latents, the mean distance (LPIPS-AlexNet; pixel RMS without its weights)
-between ``G(z)`` and ``G(z +- n)`` per unit step. Directions are stored in descending order of effect: ``k = 0``
-is the one that changes the images most.
+between ``G(z)`` and ``G(z +- n)`` per unit step. Each method gives four candidates per direction asked for (in its
+order of value); the strongest by effect are kept, in descending order: ``k = 0`` changes the images most. (A
+large singular value of the first layer need not mean a large change of the image: on pgan-digits SeFa's 3rd
+component moves the images less than its 8th.)
 
 **File.** ``DIRS.safetensors``: ``vectors (K, z_dim)`` (unit norm), ``values (K,)`` (singular values, or the
 explained variance of the component), ``effect (K,)``, ``component (K,)`` (the rank by value before the
@@ -44,6 +46,7 @@ MAX_DIRECTIONS = 512
 PCA_SAMPLES = 2000  # latents of the PCA (GANSpace uses 10^6 at ImageNet scale; 2000 suffice for <= 512 directions)
 PCA_MAX_FEATURES = 16384  # wider activations are average-pooled to at most this many features before the PCA
 EFFECT_BATCH = 16  # latents of the effect measure
+CANDIDATES_PER_DIRECTION = 4  # components measured per direction kept
 
 
 @dataclasses.dataclass
@@ -245,32 +248,46 @@ def measure_effect(generator: Generator, vectors: torch.Tensor, lpips: nn.Module
     return torch.tensor(out)
 
 
+def default_pca_layer(generator: Generator) -> str:
+    """The middle block of G (GANSpace's choice of an early-to-middle layer: on the digits presets its components
+    change the images more than those of the first or the last block)."""
+    blocks = layer_names(generator)[1:]
+    return blocks[len(blocks) // 2] if blocks else first_layer_name(generator)
+
+
 def find_directions(generator: Generator, method: str, *, num: int = 10, layer: str | None = None,
                     lpips: nn.Module | None = None, seed: int = 0, samples: int = PCA_SAMPLES) -> Directions:
-    """``num`` directions of ``generator`` by ``method`` (``sefa`` or ``pca``), ranked by measured effect."""
+    """``num`` directions of ``generator`` by ``method`` (``sefa`` or ``pca``), ranked by measured effect.
+
+    The method gives ``CANDIDATES_PER_DIRECTION * num`` components (at most ``z_dim``) in order of value; the
+    ``num`` with the largest measured effect are kept, strongest first (``component``: their rank by value)."""
     if method not in METHODS:
         raise ParameterError("method", f"{method!r} is unknown; choose sefa or pca")
     if not 1 <= num <= MAX_DIRECTIONS:
         raise ParameterError("num", f"must be between 1 and {MAX_DIRECTIONS}, got {num}")
     generator = generator.eval().requires_grad_(False)
-    first = first_layer_name(generator) if method == "sefa" or layer is None else None
+    pool = min(max(num, CANDIDATES_PER_DIRECTION * num), generator.z_dim)
     if method == "sefa":
+        first = first_layer_name(generator)
         if layer is not None and layer not in (first, "latent"):
             raise ParameterError("layer", f"SeFa factorises the first layer ({first}); for {layer!r} use --method pca")
         try:
             weight = generator.latent_weight()
         except NotImplementedError as exc:
             raise UserError(f"{exc}; use --method pca") from None
-        vectors, values = sefa(weight, num)
+        vectors, values = sefa(weight, pool)
         layer = first
     else:
-        layer = first if layer in (None, "latent") else layer
+        if layer in (None, ""):
+            layer = default_pca_layer(generator)
+        elif layer == "latent":
+            layer = first_layer_name(generator)
         g = torch.Generator().manual_seed(seed + 1)
         z = whitened(generator.sample_latents(max(samples, 2 * generator.z_dim), generator=g).cpu())
         y = generator.class_labels(len(z), generator=g)
-        vectors, values = pca_directions(layer_activations(generator, layer, y), z, num)
+        vectors, values = pca_directions(layer_activations(generator, layer, y), z, pool)
     effect = measure_effect(generator, vectors, lpips, seed=seed)
-    order = effect.argsort(descending=True, stable=True)
+    order = effect.argsort(descending=True, stable=True)[:num]
     return Directions(vectors[order], values[order], effect[order], order.long(), method, layer,
                       "lpips" if lpips is not None else "pixel", weights_sha256(generator.state_dict()))
 
