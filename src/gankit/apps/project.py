@@ -61,6 +61,7 @@ MAX_IMAGES = 256
 MAX_PIXELS = 64_000_000  # a header promising more is refused before decoding (a 20000 x 20000 PNG is 400 M)
 PIXEL_WEIGHT = 1.0  # weight of the pixel MSE next to a perceptual term (both are O(0.1) for a poor fit)
 POOL_PER_CLASS = 32  # candidate latents per class of the start search
+FINETUNE_RMS_FLOOR = 0.01  # the scale of a tensor that starts at zero (biases), for its finetune step
 
 
 # ------------------------------------------------------------------------------------------------ targets
@@ -286,7 +287,7 @@ class ProjectionSettings:
     layer: str | None = None
     lr: float = 0.08
     feature_lr: float = 0.02
-    finetune_lr: float = 2e-4
+    finetune_lr: float = 4e-3  # relative to each weight tensor's RMS
     noise: float = 0.3
 
     def check(self, generator: Generator) -> None:
@@ -482,12 +483,14 @@ def _fit_generators(generator, objective, targets_e, settings, result: Projectio
             original = {name: p.detach().clone() for name, p in tuned.named_parameters()}
             z = latents[i : i + 1].to(dev).clone().requires_grad_(True)
             y = _labels(generator, result.classes[i : i + 1]) if generator.num_classes else None
-            opt = torch.optim.Adam([{"params": list(tuned.parameters()), "lr": settings.finetune_lr},
-                                    {"params": [z], "lr": settings.lr * 0.1}])
+            # each tensor's step relative to its own scale: equalised-lr (PGAN) weights are O(1), others O(0.05)
+            bases = [settings.finetune_lr * max(float(p.detach().pow(2).mean().sqrt()), FINETUNE_RMS_FLOOR)
+                     for p in tuned.parameters()] + [settings.lr * 0.1]
+            opt = torch.optim.Adam([{"params": [p]} for p in tuned.parameters()] + [{"params": [z]}])
             best_state, best_z, best_loss = None, z.detach().clone(), float(losses[i])
             try:
                 for step in range(steps):
-                    for group, base in zip(opt.param_groups, (settings.finetune_lr, settings.lr * 0.1), strict=True):
+                    for group, base in zip(opt.param_groups, bases, strict=True):
                         group["lr"] = _schedule(step, steps, base)
                     loss = objective.distance(tuned(to_shell(z), y).float(), targets_e[i : i + 1])[0]
                     if float(loss.detach()) < best_loss:
