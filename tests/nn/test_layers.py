@@ -182,6 +182,13 @@ def test_conditional_batchnorm_equals_bn_then_class_gain_and_bias():
     torch.testing.assert_close(cbn(x, y), expected)
     # running statistics follow plain BN too
     torch.testing.assert_close(cbn.bn.running_mean, bn.running_mean)
+    # under bf16 autocast the output stays bf16 (float32 tables would promote every map to a float32 copy), equal
+    # to the float32 formula to bf16 rounding
+    xb = x.to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = cbn(xb, y)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
 
 
 @pytest.mark.parametrize("variant", ["port", "biggan"])

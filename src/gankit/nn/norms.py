@@ -27,8 +27,10 @@ class ConditionalBatchNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.bn(x)
-        gain = self.gain(labels)[:, :, None, None]
-        bias = self.bias(labels)[:, :, None, None]
+        # in h's dtype: under bf16 autocast the float32 tables would promote the whole activation to float32 (a
+        # float32 copy of every map, cast back by the next convolution); a no-op in float32
+        gain = self.gain(labels)[:, :, None, None].to(h.dtype)
+        bias = self.bias(labels)[:, :, None, None].to(h.dtype)
         return gain * h + bias
 
     def extra_repr(self) -> str:
