@@ -5,6 +5,7 @@ bad inputs (one line, exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 from pathlib import Path
@@ -30,7 +31,8 @@ from gankit.apps.project import (
 from gankit.cli import main
 from gankit.errors import UserError
 from gankit.io import weights_sha256
-from tests.tiny import TINY_SETS, lively_sagan, seeded_dcgan
+from gankit.models import build_generator
+from tests.tiny import TINY_SETS, VARIANTS, family_config, grown, lively_sagan, seeded_dcgan
 
 
 def save_png(path: Path, image: torch.Tensor) -> Path:
@@ -251,3 +253,36 @@ def exit_status(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as exc:
         return int(exc.code)
+
+
+@pytest.mark.parametrize("family,k", VARIANTS)
+@pytest.mark.parametrize("mode", ["z", "features", "finetune"])
+def test_every_family_projects_in_every_mode(family, k, mode):
+    torch.manual_seed(0)
+    G = grown(build_generator(family_config(family, num_classes=k))).eval()
+    with torch.no_grad():
+        target = G(G.sample_latents(1, generator=torch.Generator().manual_seed(3)),
+                   torch.tensor([k - 1]) if k else None).float()
+    settings = ProjectionSettings(steps=6, restarts=2, loss="pixel", mode=mode)
+    result = project(G, target, Objective("pixel"), settings, progress=False)
+    start = project(G, target, Objective("pixel"), dataclasses.replace(settings, steps=2, mode="z"), progress=False)
+    assert torch.isfinite(result.loss).all() and result.loss[0] <= start.loss[0]  # never worse than the start
+    file = ProjectionFile(result.latents, result.classes, result.mode, weights_sha256(G.state_dict()),
+                          torch.zeros(1), torch.zeros(1), result.layer, result.features, result.deltas)
+    recon = file.render(G, 0)
+    torch.testing.assert_close((recon.float() - target).pow(2).mean(), result.loss[0], rtol=1e-3, atol=1e-6)
+
+
+def test_a_pytorch_gan_zoo_file_projects(tmp_path, capsys):
+    from tests.compat.test_pgan_zoo import build_zoo_file
+
+    zoo = build_zoo_file(tmp_path / "faces.pth", depths=(8, 8), noise_dim=6)
+    G = gankit.load_generator(zoo)
+    with torch.no_grad():
+        target = G(G.sample_latents(1, generator=torch.Generator().manual_seed(0)))[0]
+    image = save_png(tmp_path / "face.png", target)
+    assert main(["project", "--checkpoint", str(zoo), str(image), "--out", str(tmp_path / "p"), "--steps", "8",
+                 "--loss", "pixel", "--no-progress"]) == 0
+    file = ProjectionFile.load(tmp_path / "p.safetensors")
+    file.check_model(G)
+    torch.testing.assert_close(file.latents.norm(dim=1), torch.full((1,), G.z_dim**0.5))  # the pixel-norm sphere
