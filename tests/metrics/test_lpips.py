@@ -42,6 +42,17 @@ def test_distances_of_the_reference_examples(net, expected):
 
 
 @needs_weights
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_the_embedding_distance_is_lpips(net):
+    lpips = LPIPS.load(net)
+    x = torch.cat([image("ex_ref.png"), image("ex_p0.png"), image("ex_p1.png")])
+    with torch.no_grad():
+        e = lpips.embed(x)
+        expected = lpips(x[[0, 0, 1]], x[[1, 2, 2]])
+    torch.testing.assert_close((e[[0, 0, 1]] - e[[1, 2, 2]]).pow(2).sum(1), expected, rtol=1e-4, atol=1e-6)
+
+
+@needs_weights
 def test_small_and_greyscale_images_are_scored():
     lpips = LPIPS.load("alex")
     grey = torch.rand(2, 1, 16, 16) * 2 - 1

@@ -297,7 +297,7 @@ def run_directions(checkpoint: str | os.PathLike, method: str, out: str | os.Pat
                    ema: bool = True, overwrite: bool = False) -> tuple[Path, Directions]:
     """``gankit directions``: find, rank and write ``DIRS.safetensors``."""
     from gankit.api import load_generator
-    from gankit.metrics.lpips import LPIPS
+    from gankit.metrics.lpips import load_lpips_if_installed
 
     target = Path(out)
     if target.suffix != ".safetensors":
@@ -305,12 +305,9 @@ def run_directions(checkpoint: str | os.PathLike, method: str, out: str | os.Pat
     if method not in METHODS:
         raise ParameterError("method", f"{method!r} is unknown; choose sefa or pca")
     generator = load_generator(checkpoint, ema=ema, device=device)
-    try:
-        lpips = LPIPS.load("alex", lpips_weights).to(generator.device)
-    except UserError:
-        if lpips_weights is not None:
-            raise
-        lpips = None
+    lpips = load_lpips_if_installed("alex", lpips_weights)
+    if lpips is not None:
+        lpips = lpips.to(generator.device)
     with claim_outputs([target], overwrite=overwrite):
         found = find_directions(generator, method, num=num, layer=layer, lpips=lpips, seed=seed)
         found.save(target)

@@ -37,7 +37,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -82,33 +82,37 @@ def read_targets(paths: list[str | os.PathLike], size: int, channels: int) -> to
         if not p.is_file():
             raise ParameterError("images", f"{p} does not exist")
         try:
-            w, h = check_header(p)
-            if w < 2 or h < 2:
-                raise BadImage(f"is {w}x{h}: too small to project (at least 2x2)")
+            projectable_size(p)
+            check_file(p)
             arrays.append(decode_file(p, size, channels))
         except BadImage as exc:
             raise UserError(f"{p}: {exc}; give a PNG, JPEG, WebP, BMP or TIFF image") from None
     return torch.from_numpy(np.stack(arrays)).float() / 127.5 - 1.0
 
 
-def check_header(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the header, refusing sizes whose decoding would need gigabytes."""
+def projectable_size(source: str | os.PathLike | IO[bytes], formats: tuple[str, ...] | None = None
+                     ) -> tuple[int, int]:
+    """``(width, height)`` from the header of an image file or of bytes in memory (``formats``: the Pillow decoders
+    allowed), refusing with :class:`BadImage` what is no image, promises more than :data:`MAX_PIXELS` (decoding
+    would need gigabytes) or is smaller than 2x2. Shared by ``gankit project`` and the explorer's uploads."""
     from PIL import Image
 
     from gankit.data.decode import DECODE_ERRORS
 
+    limit = f"{MAX_PIXELS // 1_000_000} M"
     try:
-        with Image.open(path) as img:
+        with Image.open(source, formats=formats) as img:
             w, h = img.size
     except Image.UnidentifiedImageError:
         raise BadImage("is not an image Pillow can read") from None
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours: the header alone says too big
-        raise BadImage(f"has more pixels than projection decodes ({MAX_PIXELS // 1_000_000} M); downscale it") from None
+        raise BadImage(f"promises more than {limit} pixels; downscale it") from None
     except DECODE_ERRORS as exc:
         raise BadImage(f"is a corrupt image ({str(exc)[:80]})") from None
     if w * h > MAX_PIXELS:
-        raise BadImage(f"is {w}x{h} pixels, more than projection decodes ({MAX_PIXELS // 1_000_000} M); downscale it")
-    check_file(path)
+        raise BadImage(f"is {w}x{h} pixels, more than projection decodes ({limit}); downscale it")
+    if w < 2 or h < 2:
+        raise BadImage(f"is {w}x{h}: too small to project (at least 2x2)")
     return w, h
 
 
@@ -126,11 +130,7 @@ class Objective(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         parts = [images.flatten(1) * math.sqrt(PIXEL_WEIGHT / images[0].numel())]  # -> PIXEL_WEIGHT * MSE
         if self.kind == "lpips":
-            x = self.lpips.prepare(images.float())
-            for head, f in zip(self.lpips.heads, self.lpips.features(x), strict=True):
-                f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-                w = head.weight.view(1, -1, 1, 1).clamp_min(0)  # the v0.1 heads are non-negative
-                parts.append((f * (w / (f.shape[2] * f.shape[3])).sqrt()).flatten(1))
+            parts.append(self.lpips.embed(images.float()))
         elif self.kind == "dfeat":
             feats = discriminator_features(self.discriminator, images)
             for f in feats:
@@ -173,16 +173,11 @@ def build_objective(kind: str, *, discriminator: Discriminator | None, lpips_wei
                     say: Callable[[str], None] = log.info) -> tuple[Objective, nn.Module | None]:
     """The objective ``kind`` asks for and the LPIPS-AlexNet that scores results (None without weights). Without
     LPIPS weights, ``lpips`` falls back to ``dfeat`` (or ``pixel`` without a discriminator) with one line."""
-    from gankit.metrics.lpips import INSTALL_HINT, LPIPS
+    from gankit.metrics.lpips import INSTALL_HINT, load_lpips_if_installed
 
     if kind not in LOSSES:
         raise ParameterError("loss", f"{kind!r} is unknown; choose one of {', '.join(LOSSES)}")
-    lpips = None
-    try:
-        lpips = LPIPS.load("alex", lpips_weights)
-    except UserError:
-        if lpips_weights is not None:
-            raise
+    lpips = load_lpips_if_installed("alex", lpips_weights)
     if kind == "lpips" and lpips is None:
         kind = "dfeat" if discriminator is not None else "pixel"
         say(f"gankit: no LPIPS weights ({INSTALL_HINT} or --lpips-weights FILE); projecting with the "
@@ -635,6 +630,21 @@ def score(generator: Generator, result: ProjectionFile, targets: torch.Tensor, l
     return recon, distance, psnr(recon, targets.cpu())
 
 
+def scored_file(generator: Generator, result: Projection, targets: torch.Tensor, lpips: nn.Module | None, *,
+                settings: ProjectionSettings, names: list[str], model_sha256: str | None = None
+                ) -> tuple[ProjectionFile, torch.Tensor]:
+    """The :class:`ProjectionFile` of ``result`` (``targets`` ``(N, C, H, W)``), scored: its per-image LPIPS and PSNR
+    filled in, and the reconstructions ``(N, C, H, W)``. ``model_sha256`` spares hashing the weights again."""
+    n = len(result.latents)
+    file = ProjectionFile(result.latents, result.classes, result.mode,
+                          model_sha256 or weights_sha256(generator.state_dict()), torch.zeros(n), torch.zeros(n),
+                          result.layer, result.features, result.deltas, names,
+                          {"steps": settings.steps, "loss": result.objective, "restarts": settings.restarts,
+                           "seed": settings.seed, "interrupted": result.interrupted})
+    recon, file.lpips, file.psnr = score(generator, file, targets, lpips)
+    return file, recon
+
+
 # ------------------------------------------------------------------------------------------------ the command
 
 
@@ -706,12 +716,8 @@ def run_projection(
     with claim_outputs(targets_paths, overwrite=overwrite):
         with interrupts.sigterm_as_interrupt():
             result = project(generator, targets, objective, settings, progress=progress)
-        file = ProjectionFile(result.latents, result.classes, result.mode, weights_sha256(generator.state_dict()),
-                              torch.zeros(len(targets)), torch.zeros(len(targets)), result.layer, result.features,
-                              result.deltas, [str(p) for p in images],
-                              {"steps": settings.steps, "loss": result.objective, "restarts": settings.restarts,
-                               "seed": settings.seed, "interrupted": result.interrupted})
-        recon, file.lpips, file.psnr = score(generator, file, targets, lpips)
+        file, recon = scored_file(generator, result, targets, lpips, settings=settings,
+                                  names=[str(p) for p in images])
         file.save(targets_paths[0])
         pairs = torch.stack([targets.cpu(), recon], dim=1).flatten(0, 1)
         save_grid(pairs, targets_paths[1], 2)
@@ -727,5 +733,6 @@ def iter_rows(file: ProjectionFile) -> Iterator[str]:
 
 
 __all__ = ["LOSSES", "MODES", "Objective", "Projection", "ProjectionFile", "ProjectionSettings", "build_objective",
-           "default_feature_layer", "feature_layers", "load_discriminator_for", "project", "psnr", "read_targets",
-           "run_projection"]
+           "default_feature_layer", "feature_layers", "load_discriminator_for", "project", "projectable_size", "psnr",
+           "read_targets",
+           "run_projection", "scored_file"]

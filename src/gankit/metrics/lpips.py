@@ -147,6 +147,17 @@ class LPIPS(nn.Module):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return (x - self.shift) / self.scale
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` in [-1, 1] -> ``(B, F)`` with ``|embed(x0) - embed(x1)|^2 == forward(x0, x1)``: each tap
+        channel-normalised and weighted by the square root of its (non-negative, v0.1) head over its area. One image
+        can then be compared with many by a matrix product."""
+        parts = []
+        for head, f in zip(self.heads, self.features(self.prepare(x.to(self.heads[0].weight.dtype))), strict=True):
+            f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            w = head.weight.view(1, -1, 1, 1).clamp_min(0)
+            parts.append((f * (w / (f.shape[2] * f.shape[3])).sqrt()).flatten(1))
+        return torch.cat(parts, dim=1)
+
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         dtype = self.heads[0].weight.dtype
         f0 = self.features(self.prepare(x0.to(dtype)))
@@ -202,6 +213,17 @@ class LPIPS(nn.Module):
                 model.load_tree(read_numpy_pickle(path), path)
         model.source = str(path)
         return model
+
+
+def load_lpips_if_installed(net: str = "alex", weights: str | os.PathLike | None = None) -> LPIPS | None:
+    """:meth:`LPIPS.load`, or None when no ``weights`` are given and no usable ones are installed (the caller falls
+    back to another distance); ``weights`` given but unreadable is a :class:`UserError`."""
+    if weights is not None:
+        return LPIPS.load(net, weights)
+    try:
+        return LPIPS.load(net)
+    except UserError:
+        return None
 
 
 def find_lpips_weights(net: str = "alex") -> Path | None:

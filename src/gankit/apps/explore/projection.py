@@ -28,14 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from gankit.apps.directions import Directions, find_directions
 from gankit.apps.explore.core import PAD_VALUE, PADDING, Explorer
 from gankit.apps.interpolate import projected_walks
 from gankit.apps.project import (
     LOSSES,
-    MAX_PIXELS,
     MODES,
     Objective,
     ProjectionFile,
@@ -43,9 +41,10 @@ from gankit.apps.project import (
     build_objective,
     load_discriminator_for,
     project,
-    score,
+    projectable_size,
+    scored_file,
 )
-from gankit.data.decode import DECODE_ERRORS, BadImage, decode_bytes
+from gankit.data.decode import BadImage, decode_bytes
 from gankit.errors import ParameterError, UserError
 from gankit.images import png_bytes, tile_uint8, to_uint8
 from gankit.io import weights_sha256
@@ -74,26 +73,16 @@ class Busy(Exception):
 
 def check_upload(data: bytes, max_bytes: int) -> tuple[int, int]:
     """``(width, height)`` from the header of an uploaded image, refusing what the projection would not read or
-    could not afford to decode; :class:`~gankit.errors.ParameterError` (param ``image``) with the reason."""
+    could not afford to decode (:func:`~gankit.apps.project.projectable_size`, as for files);
+    :class:`~gankit.errors.ParameterError` (param ``image``) with the reason."""
     if not data:
         raise ParameterError("image", f"is empty: {FORMAT_HINT}")
     if len(data) > max_bytes:
         raise ParameterError("image", f"is {len(data)} bytes, more than the explorer takes ({max_bytes} bytes)")
     try:
-        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
-            width, height = img.size
-    except Image.UnidentifiedImageError:
-        raise ParameterError("image", f"is not an image the explorer reads; {FORMAT_HINT}") from None
-    except Image.DecompressionBombError:  # Pillow's own limit, far above MAX_PIXELS: the header alone says too big
-        raise ParameterError("image", f"promises more than {MAX_PIXELS // 1_000_000} M pixels; downscale it") from None
-    except DECODE_ERRORS as exc:
-        raise ParameterError("image", f"is a corrupt image ({str(exc)[:80]})") from None
-    if width * height > MAX_PIXELS:
-        raise ParameterError("image", f"is {width}x{height} pixels, more than projection decodes "
-                                      f"({MAX_PIXELS // 1_000_000} M); downscale it")
-    if width < 2 or height < 2:
-        raise ParameterError("image", f"is {width}x{height}: too small to project (at least 2x2)")
-    return width, height
+        return projectable_size(io.BytesIO(data), UPLOAD_FORMATS)
+    except BadImage as exc:
+        raise ParameterError("image", f"{exc}; {FORMAT_HINT}") from None
 
 
 def decode_upload(data: bytes, size: int, channels: int, max_bytes: int) -> torch.Tensor:
@@ -270,13 +259,8 @@ class Projector:
                 g = self.generator
                 objective.to(g.device)  # score() leaves LPIPS on the CPU
                 result = project(g, job.target, objective, job.settings, progress=False, on_step=on_step)
-                s = job.settings
-                file = ProjectionFile(result.latents, result.classes, result.mode, self.model_sha256(),
-                                      torch.full((1,), float("nan")), torch.zeros(1), result.layer, result.features,
-                                      result.deltas, [job.name],
-                                      {"steps": s.steps, "loss": result.objective, "restarts": s.restarts,
-                                       "seed": s.seed, "interrupted": result.interrupted})
-                recon, file.lpips, file.psnr = score(g, file, job.target, lpips)
+                file, recon = scored_file(g, result, job.target, lpips, settings=job.settings, names=[job.name],
+                                          model_sha256=self.model_sha256())
             job.file, job.reconstruction, job.loss = file, to_uint8(recon)[0], float(result.loss[0])
             job.state = "cancelled" if result.interrupted else "done"
         except Exception as exc:  # noqa: BLE001 - a failed job reports its one line; the server carries on
