@@ -42,7 +42,9 @@ Measurement: for each precision, every variant is built in this process, runs on
 reference formulation so that fused kernels are counted as the same work) and ``--warmup`` more, then ``--rounds``
 rounds each time one iteration of every variant, the order rotating by one per round. Reported per variant: the
 median seconds per iteration, img/s = real images D consumes per iteration (``n_critic x batch``: 320 at batch
-64 in the 32 px mode) per second, GFLOP/s = FLOPs of one iteration / median seconds, and peak memory, measured in
+64 in the 32 px mode) per second, GFLOP/s = FLOPs of one iteration / median seconds (FLOPs of the network as
+defined: counted with gankit's folded resampling convolutions in their two-step form, ``two_step_resampling``, so
+the same work on both sides; gankit evaluates fewer, printed in the equal-work table), and peak memory, measured in
 a subprocess per variant and precision (CPU: growth of the process's peak RSS over its RSS after building models
 and data, during 2 iterations, the kernel's peak mark ``VmHWM`` reset after the build through
 ``/proc/self/clear_refs``, else ``ru_maxrss``; CUDA: the allocator's peak over the same baseline). The paired
@@ -322,13 +324,19 @@ def build_variant(variant: str, args: argparse.Namespace, peer: dict[str, dict[s
 
 def _forward_counts(G: torch.nn.Module, D: torch.nn.Module, d_logits, batch: int, z_dim: int, classes: int) -> dict:
     from gankit.nn.attention import reference_attention
+    from gankit.nn.resample import two_step_resampling
 
     gen = torch.Generator().manual_seed(0)
     z, y = torch.randn(batch, z_dim, generator=gen), torch.randint(classes, (batch,), generator=gen)
     with torch.no_grad(), reference_attention():
-        with FlopCounterMode(display=False) as g_count:
+        with two_step_resampling(), FlopCounterMode(display=False) as g_count:
             x = G(z, y)
-        with FlopCounterMode(display=False) as d_count:
+        with two_step_resampling(), FlopCounterMode(display=False) as d_count:
+            d_logits(x, y)
+        # what gankit evaluates: its folded resampling convolutions do less arithmetic for the same function
+        with FlopCounterMode(display=False) as g_run:
+            G(z, y)
+        with FlopCounterMode(display=False) as d_run:
             d_logits(x, y)
     # StudioGAN's conditional BN computes its class gain and bias as one_hot(y) @ W (2 matmuls the counter sees);
     # gankit looks them up in a table (no FLOPs): the one expected difference
@@ -340,6 +348,8 @@ def _forward_counts(G: torch.nn.Module, D: torch.nn.Module, d_logits, batch: int
         "d_params": sum(p.numel() for p in D.parameters()),
         "g_forward_flops": g_count.get_total_flops(),
         "d_forward_flops": d_count.get_total_flops(),
+        "g_forward_flops_run": g_run.get_total_flops(),
+        "d_forward_flops_run": d_run.get_total_flops(),
     }
 
 
@@ -359,8 +369,9 @@ def equal_work(args: argparse.Namespace, peer: dict[str, dict[str, Any]], resnet
 
 def count_iteration_flops(step: Callable[[], None]) -> int:
     from gankit.nn.attention import reference_attention
+    from gankit.nn.resample import two_step_resampling
 
-    with reference_attention(), FlopCounterMode(display=False) as counter:
+    with reference_attention(), two_step_resampling(), FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops()
 
@@ -493,6 +504,9 @@ def print_equal_work(work: dict) -> None:
         g_rest = theirs["g_forward_flops"] - onehot
         print(f"| G forward FLOPs without StudioGAN's one-hot cBN matmuls ({onehot:,}) | {ours['g_forward_flops']:,} | "
               f"{g_rest:,} | {_rel(ours['g_forward_flops'], g_rest)} |")
+    for key, label in (("g_forward_flops", "G"), ("d_forward_flops", "D")):
+        print(f"| {label} forward FLOPs evaluated (gankit folds the resampling into its 3x3 convolutions) | "
+              f"{ours[key + '_run']:,} | {theirs[key + '_run']:,} | {ours[key + '_run'] / theirs[key + '_run']:.3f}x |")
 
 
 def print_table(all_results: dict[str, dict[str, dict]]) -> None:

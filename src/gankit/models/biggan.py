@@ -40,7 +40,7 @@ from torch.nn.utils import parametrize
 from gankit.errors import UserError, check_number
 from gankit.models.base import Discriminator, Generator, ModelConfig, check_power_of_two
 from gankit.models.blocks import projection
-from gankit.nn import SelfAttention2d
+from gankit.nn import SelfAttention2d, conv1x1_avgpool, conv3x3_avgpool, upsample_conv1x1, upsample_conv3x3
 from gankit.nn.biggan_spectral import biggan_spectral_norm
 from gankit.nn.spectral import SpectralNorm
 
@@ -261,8 +261,10 @@ class ConditionalBN(nn.Module):
         out = self.bn(x)
         if self.mode == "none":
             return out
-        gain = (1 + self.gain(c)).reshape(x.shape[0], -1, 1, 1)
-        bias = self.bias(c).reshape(x.shape[0], -1, 1, 1)
+        # in out's dtype: under bf16 autocast float32 embedding tables would promote the whole map to a float32
+        # copy (as in gankit.nn.ConditionalBatchNorm2d); a no-op in float32
+        gain = (1 + self.gain(c)).reshape(x.shape[0], -1, 1, 1).to(out.dtype)
+        bias = self.bias(c).reshape(x.shape[0], -1, 1, 1).to(out.dtype)
         return out * gain + bias
 
 
@@ -279,9 +281,11 @@ class GBlock(nn.Module):
         self.conv_sc = make.conv(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        h = F.interpolate(torch.relu(self.bn1(x, c)), scale_factor=2, mode="nearest")
-        h = self.conv2(torch.relu(self.bn2(self.conv1(h), c)))
-        return h + self.conv_sc(F.interpolate(x, scale_factor=2, mode="nearest"))
+        # upsampling folded into conv1, the shortcut's 1x1 conv run before it: gankit.nn.resample
+        # ReLUs in place: no backward needs a norm's output (as in gankit.models.blocks.GResBlock)
+        h = upsample_conv3x3(self.conv1, torch.relu_(self.bn1(x, c)))
+        h = self.conv2(torch.relu_(self.bn2(h, c)))
+        return h + upsample_conv1x1(self.conv_sc, x)
 
 
 class DBlock(nn.Module):
@@ -299,19 +303,21 @@ class DBlock(nn.Module):
         self.conv2 = make.conv(c_out, c_out, 3)
         self.conv_sc = make.conv(c_in, c_out, 1) if c_in != c_out or downsample else None
 
-    def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x, 2) if self.downsample else x
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(x) if self.preactivation else x
         if self.relu_shortcut:
             x = h
-        h = self._pool(self.conv2(torch.relu(self.conv1(h))))
+        h = torch.relu_(self.conv1(h))  # a convolution's backward needs its input, not its output
+        # pooling folded into conv2; a pre-activation shortcut pools before its 1x1 conv: gankit.nn.resample
+        h = conv3x3_avgpool(self.conv2, h) if self.downsample else self.conv2(h)
         if self.conv_sc is None:
             return h + x
-        if self.preactivation:
-            return h + self._pool(self.conv_sc(x))
-        return h + self.conv_sc(self._pool(x))
+        if not self.preactivation:
+            return h + self.conv_sc(self._pool(x))
+        return h + (conv1x1_avgpool(self.conv_sc, x) if self.downsample else self.conv_sc(x))
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, 2) if self.downsample else x
 
 
 # ----------------------------------------------------------------------------------------------- networks

@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import UserError, check_number
-from gankit.nn import ConditionalBatchNorm2d, maybe_spectral_norm
+from gankit.nn import (
+    ConditionalBatchNorm2d,
+    conv1x1_avgpool,
+    conv3x3_avgpool,
+    maybe_spectral_norm,
+    upsample_conv1x1,
+    upsample_conv3x3,
+)
 
 INIT_SCHEMES = ("normal", "xavier", "default")
 
@@ -189,9 +196,13 @@ class GResBlock(nn.Module):
         self.shortcut = make(nn.Conv2d(in_channels, out_channels, 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.norm1(x, y)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.norm2(self.conv1(h), y)))
-        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+        # the upsampling folded into conv1, the shortcut's 1x1 conv run before it: the same function with 2.25x
+        # and 4x fewer multiply-adds (gankit.nn.resample)
+        # ReLUs in place: a norm's output is needed by no backward (batch norm saves its input; the conditional
+        # gain's product saves the normalised map, not the sum), so the activation takes its memory
+        h = upsample_conv3x3(self.conv1, F.relu(self.norm1(x, y), inplace=True))
+        h = self.conv2(F.relu(self.norm2(h, y), inplace=True))
+        return h + upsample_conv1x1(self.shortcut, x)
 
 
 class DResBlock(nn.Module):
@@ -227,13 +238,15 @@ class DResBlock(nn.Module):
         h = x if self.optimized else F.relu(x)
         if self.shortcut_relu and not self.optimized:
             x = h
-        h = self.conv2(F.relu(self.conv1(h)))
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
+        h = F.relu(self.conv1(h), inplace=True)  # a convolution's backward needs its input, not its output
+        # the pooling folded into conv2, and the shortcut's 1x1 conv run after it: the same function with 2.25x
+        # and 4x fewer multiply-adds (gankit.nn.resample)
+        h = conv3x3_avgpool(self.conv2, h) if self.downsample else self.conv2(h)
         if self.optimized:
             return h + self.shortcut(F.avg_pool2d(x, 2))
-        sc = x if self.shortcut is None else self.shortcut(x)
-        return h + (F.avg_pool2d(sc, 2) if self.downsample else sc)
+        if self.shortcut is None:
+            return h + x
+        return h + (conv1x1_avgpool(self.shortcut, x) if self.downsample else self.shortcut(x))
 
 
 def projection_embedding(cfg: ProjectionOptions, features: int, init: str) -> nn.Module | None:
