@@ -372,7 +372,7 @@ class BigGANGenerator(Generator):
             key = str(k)
             if key in self.attention:
                 h = self.attention[key](h)
-        return torch.tanh(self.to_image(torch.relu(self.out_bn(h))))
+        return torch.tanh(self.to_image(torch.relu_(self.out_bn(h))))
 
     def latent_weight(self) -> torch.Tensor:
         """``(features, z_dim)``: the first linear's eval-mode effective weight on its z chunk, zero columns for

@@ -263,13 +263,13 @@ class SNGANGenerator(Generator):
         else:
             h = self.stem(z).reshape(b, self.stem_channels, m, m)
         if self.stem_norm is not None:
-            h = torch.relu(self.stem_norm(h, y))
+            h = torch.relu_(self.stem_norm(h, y))  # in place: no backward needs a norm's output
         for index, block in enumerate(self.blocks, 1):
             h = block(h, y)
             if self.attention and str(index) in self.attention:
                 h = self.attention[str(index)](h)
         if self.out_norm is not None:
-            h = torch.relu(self.out_norm(h, y if self.out_norm.conditional else None))
+            h = torch.relu_(self.out_norm(h, y if self.out_norm.conditional else None))
         return torch.tanh(self.to_image(h))
 
 
