@@ -2,8 +2,9 @@
 
 Prints img/s, ms per iteration, peak memory, the iteration's model FLOPs (``torch.utils.flop_counter`` over one
 iteration run with the reference attention formulation, so the fused kernel's zero padding is not counted as
-useful work), the achieved FLOP/s and the dense fp32 matmul FLOP/s measured in the
-same run, so the distance to the limit is one ratio.
+useful work, and with the ResNet blocks' resampling in its two-step form, so the work is the network's as
+defined, not the fewer multiply-adds the folded convolutions of :mod:`gankit.nn.resample` evaluate), the achieved
+FLOP/s and the dense fp32 matmul FLOP/s measured in the same run, so the distance to the limit is one ratio.
 """
 
 from __future__ import annotations
