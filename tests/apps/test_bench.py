@@ -50,6 +50,19 @@ def test_bench_numbers_from_a_known_clock_and_peak():
     assert r["precision"] == "fp32" and "(fp32, measured now)" in text
 
 
+def test_bench_counts_the_network_flops_and_rates_the_evaluated_ones_against_the_peak():
+    """A ResNet SN-GAN folds its resampling into its convolutions: the FLOPs per iteration are the network's (as
+    the two-step blocks compute them), the fraction of the peak uses the fewer FLOPs evaluated."""
+    ticks = iter([1.0, 1.5, 2.0, 2.5])
+    sets = ["model.g_conv_dim=8", "model.d_conv_dim=8", "training.tensorboard=false"]
+    r = bench_preset("sngan-cifar10-resnet", batch_size=2, iters=2, warmup=1, device="cpu", sets=sets,
+                     clock=lambda: next(ticks))  # fmt: skip
+    assert 0 < r["evaluated_flops_per_iter"] < r["flops_per_iter"]
+    assert r["achieved_flops_per_s"] == pytest.approx(r["flops_per_iter"] / 0.5)
+    assert r["fraction_of_matmul_peak"] == pytest.approx(r["evaluated_flops_per_iter"] / 0.5 / PEAK)
+    assert f"({r['evaluated_flops_per_iter'] / 1e9:.1f} evaluated" in format_report(r)
+
+
 def test_bench_compares_bf16_with_the_bf16_peak(monkeypatch):
     asked = []
     monkeypatch.setattr(bench, "matmul_flops_per_s", lambda device, dtype=torch.float32: asked.append(dtype) or PEAK)
