@@ -48,18 +48,22 @@ def two_step_resampling() -> Iterator[None]:
         _TWO_STEP = previous
 
 
-def _check_3x3(conv: nn.Conv2d) -> None:
-    """The folds hold for a plain 3x3 convolution with padding 1 (every ResNet block's)."""
+def _check_plain(conv: nn.Conv2d, kernel: int) -> None:
+    """The folds hold for a plain ``kernel`` x ``kernel`` convolution with "same" padding (3x3 with padding 1,
+    or 1x1 without): stride 1, no dilation or groups, zero padding."""
+    pad = kernel // 2
     plain = (
-        conv.kernel_size == (3, 3)
+        conv.kernel_size == (kernel, kernel)
         and conv.stride == (1, 1)
-        and conv.padding == (1, 1)
+        and conv.padding == (pad, pad)
         and conv.dilation == (1, 1)
         and conv.groups == 1
-        and conv.padding_mode == "zeros"
+        and (pad == 0 or conv.padding_mode == "zeros")
     )
     if not plain:
-        raise ValueError(f"resampling folds need a 3x3 convolution with stride 1 and padding 1, got {conv}")
+        padding = f"padding {pad}" if pad else "no padding"
+        shape = f"{kernel}x{kernel} convolution with stride 1 and {padding}"
+        raise ValueError(f"resampling folds need a {shape}, got {conv}")
 
 
 def _like(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +93,7 @@ def _pool_taps(w: torch.Tensor, dim: int) -> torch.Tensor:
 def upsample_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, padding-1 ``conv``, as one stride-2
     transposed convolution: ``(B, C_in, H, W) -> (B, C_out, 2H, 2W)``."""
-    _check_3x3(conv)
+    _check_plain(conv, 3)
     if _TWO_STEP:
         return conv(F.interpolate(x, scale_factor=2, mode="nearest"))
     w = conv.weight  # (C_out, C_in, 3, 3); read once: a spectral-norm parametrization computes it here
@@ -102,7 +106,7 @@ def upsample_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 def conv3x3_avgpool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``avg_pool2d(conv(x), 2)`` for a 3x3, padding-1 ``conv``, as one stride-2 4x4 convolution:
     ``(B, C_in, H, W) -> (B, C_out, H // 2, W // 2)``."""
-    _check_3x3(conv)
+    _check_plain(conv, 3)
     if _TWO_STEP:
         return F.avg_pool2d(conv(x), 2)
     w = conv.weight  # (C_out, C_in, 3, 3)
@@ -110,24 +114,11 @@ def conv3x3_avgpool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, _like(kernel, x), conv.bias, stride=2, padding=1)
 
 
-def _check_1x1(conv: nn.Conv2d) -> None:
-    """The reorderings hold for a plain 1x1 convolution (a per-pixel linear map), every shortcut's."""
-    plain = (
-        conv.kernel_size == (1, 1)
-        and conv.stride == (1, 1)
-        and conv.padding == (0, 0)
-        and conv.dilation == (1, 1)
-        and conv.groups == 1
-    )
-    if not plain:
-        raise ValueError(f"resampling reorders need a 1x1 convolution with stride 1 and no padding, got {conv}")
-
-
 def upsample_conv1x1(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(interpolate(x, scale_factor=2, mode="nearest"))`` for a 1x1 ``conv``, evaluated as the
     upsampling of ``conv(x)`` (a per-pixel map commutes with copying pixels): 4x fewer multiply-adds.
     ``(B, C_in, H, W) -> (B, C_out, 2H, 2W)``."""
-    _check_1x1(conv)
+    _check_plain(conv, 1)
     if _TWO_STEP:
         return conv(F.interpolate(x, scale_factor=2, mode="nearest"))
     return F.interpolate(conv(x), scale_factor=2, mode="nearest")
@@ -137,7 +128,7 @@ def conv1x1_avgpool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``avg_pool2d(conv(x), 2)`` for a 1x1 ``conv``, evaluated as ``conv`` of the pooled ``x`` (a linear
     per-pixel map commutes with averaging pixels): 4x fewer multiply-adds. ``(B, C_in, H, W) -> (B, C_out, H // 2,
     W // 2)``."""
-    _check_1x1(conv)
+    _check_plain(conv, 1)
     if _TWO_STEP:
         return F.avg_pool2d(conv(x), 2)
     return conv(F.avg_pool2d(x, 2))
