@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from gankit.data import digits_tensor
@@ -36,7 +37,6 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import torch
 
     images, _ = digits_tensor("test", size=16)
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(3))[: args.digits]

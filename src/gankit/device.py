@@ -78,3 +78,9 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
         if amp == "bf16" or (amp == "auto" and CPU_AUTO_BF16 and native_bf16(device)):
             return torch.bfloat16
     return None
+
+
+def is_channels_last(t: torch.Tensor) -> bool:
+    """Whether a 4-d tensor ``t`` is laid out channels_last (NHWC) and not also plain contiguous (a 1x1 map or
+    one channel is both, and then counts as contiguous)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.device import is_channels_last
 from gankit.errors import UserError, check_number
 from gankit.nn import (
     ConditionalBatchNorm2d,
@@ -146,7 +147,7 @@ def project_point(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
     """
     w = conv.weight  # (C_in, C_out, kh, kw); read once: a spectral-norm parametrization computes it here
     c_in, c_out, kh, kw = w.shape
-    channels_last = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    channels_last = is_channels_last(w)
     bias = conv.bias
     if channels_last:  # columns ordered (kh, kw, C_out): the product is the NHWC map
         columns = w.permute(0, 2, 3, 1).reshape(c_in, -1)

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.device import is_channels_last
+
 _TWO_STEP = False  # set by two_step_resampling()
 
 
@@ -68,7 +70,7 @@ def _check_plain(conv: nn.Conv2d, kernel: int) -> None:
 
 def _like(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``kernel`` in the memory format of ``x``: oneDNN reorders a weight whose format differs on every call."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if is_channels_last(x):
         return kernel.contiguous(memory_format=torch.channels_last)
     return kernel.contiguous()
 
